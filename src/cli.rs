@@ -1,0 +1,155 @@
+//! Command-line definitions and wiring only: each subcommand hands over to one
+//! component. `anyhow` is used here and in `main.rs`, nowhere else.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::auth::Authenticator;
+use crate::config::Config;
+use crate::crypto::Sealer;
+use crate::server::{self, AppState, Shared};
+use crate::store::{MemoryStore, RedisStore, SessionStore};
+use crate::telemetry::{self, LogFormat, Metrics};
+use crate::upstream::{McpManager, process};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "switchboard",
+    version,
+    about = "Stateless HTTP workers in front of stdio MCP servers, sessions in Redis"
+)]
+pub struct Cli {
+    /// Config file (TOML). Default: switchboard.toml if it exists.
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run an HTTP worker.
+    Serve,
+    /// Run the demo analytics MCP server on stdio.
+    DemoServer,
+    /// Load and validate the config, print it with secrets redacted.
+    CheckConfig,
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::DemoServer => {
+            crate::demo::run().context("demo server")?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CheckConfig => {
+            let config = load_config(cli.config.as_deref())?;
+            print!("{}", config.redacted_toml());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve => {
+            telemetry::init_logging(cli.log_format, "info");
+            let config = load_config(cli.config.as_deref())?;
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            runtime.block_on(serve(config))?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn process_env(key: &str) -> Option<String> {
+    std::env::var(key).ok()
+}
+
+/// Reads the config file (explicit, or `switchboard.toml` if present) and the environment.
+pub fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
+    let default = PathBuf::from("switchboard.toml");
+    let path = path.map(PathBuf::from).or_else(|| default.exists().then_some(default));
+    let text = match &path {
+        Some(p) => Some(std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?),
+        None => None,
+    };
+    let exe = std::env::current_exe().context("locating the running binary")?;
+    let config = Config::load(text.as_deref(), &process_env, &exe.to_string_lossy())?;
+    Ok(config)
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    if let Err(e) = process::become_subreaper() {
+        tracing::warn!(error = %e, "cannot become a child subreaper; orphaned grandchildren will go to init");
+    }
+    let sealer = match &config.secret_key {
+        Some(key) => Sealer::from_config(key, &config.secret_keys_old).context("SWITCHBOARD_SECRET_KEY")?,
+        None => {
+            tracing::warn!("no SWITCHBOARD_SECRET_KEY: credentials are sealed with a random per-process key");
+            Sealer::ephemeral()?
+        }
+    };
+    let store: Arc<dyn SessionStore> = match &config.redis_url {
+        Some(url) => Arc::new(
+            RedisStore::connect(url, &config.key_prefix, std::time::Duration::from_secs(2))
+                .await
+                .context("connecting to Redis")?,
+        ),
+        None => {
+            tracing::warn!(
+                "EMBEDDED SESSION STORE: no SWITCHBOARD_REDIS_URL, so sessions live in this process only; \
+                 they are lost on restart and not shared with other workers. Set SWITCHBOARD_REDIS_URL for production."
+            );
+            Arc::new(MemoryStore::new())
+        }
+    };
+    let metrics = Arc::new(Metrics::new());
+    let manager = McpManager::new(&config, &process_env, metrics.clone());
+    let auth = Authenticator::new(&config)?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let local = listener.local_addr()?;
+    tracing::info!(
+        listen = %local,
+        store = %store.describe(),
+        auth = ?config.auth_mode(),
+        servers = ?manager.server_names(),
+        max_children = config.max_children,
+        "switchboard worker ready"
+    );
+    let state = AppState::new(Shared {
+        config,
+        store,
+        sealer,
+        auth,
+        manager,
+        metrics,
+        draining: AtomicBool::new(false),
+    });
+    server::run(listener, state, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    match (term, int) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

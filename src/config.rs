@@ -1,0 +1,408 @@
+//! The typed configuration tree: a TOML file, overridden by `SWITCHBOARD_*`
+//! environment variables, validated once at start-up.
+//!
+//! Both sources are injected ([`Config::load`] takes the file text and an
+//! environment lookup), so tests never touch the process environment. This
+//! module does no I/O besides what its caller hands it and knows nothing of
+//! Redis, HTTP or processes.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Environment variables read by [`Config::load`], in the order they are applied.
+pub const ENV_KEYS: &[&str] = &[
+    "SWITCHBOARD_LISTEN",
+    "SWITCHBOARD_REDIS_URL",
+    "SWITCHBOARD_IDLE_TTL_SECS",
+    "SWITCHBOARD_KEY_PREFIX",
+    "SWITCHBOARD_MAX_CHILDREN",
+    "SWITCHBOARD_AUTH_MODE",
+    "SWITCHBOARD_AUTH_STATIC_TOKENS",
+    "SWITCHBOARD_AUTH_URL",
+    "SWITCHBOARD_MCP_COMMAND",
+    "SWITCHBOARD_SECRET_KEY",
+    "SWITCHBOARD_SECRET_KEYS_OLD",
+];
+
+/// The token accepted by the embedded default when nothing else is configured.
+pub const DEMO_TOKEN: &str = "demo";
+
+/// Name of the single server built from `SWITCHBOARD_MCP_COMMAND` or the demo default.
+pub const DEFAULT_SERVER: &str = "default";
+
+/// A configuration problem, reported before anything starts.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file: {0}")]
+    Toml(#[from] toml::de::Error),
+    #[error("environment variable {key}: {message}")]
+    Env { key: &'static str, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// How `/init` (and `initialize` on `/mcp`) decides whether credentials are valid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// `{"token": T}` with T in `auth.static_tokens`.
+    Static,
+    /// POST the credentials to `auth.url`; 2xx = valid, its JSON body is the identity.
+    Http,
+    /// Anything goes; every session has the principal `anonymous`.
+    None,
+}
+
+/// The whole configuration. Every field has a default, so an empty file is valid.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address the worker listens on. Loopback by default: exposing a worker is a decision.
+    pub listen: SocketAddr,
+    /// Redis URL (`redis://`, `rediss://`). Without it the embedded in-process store is used,
+    /// which is for a single process only.
+    pub redis_url: Option<String>,
+    /// Idle TTL of a session: every read or write resets its expiry to this. 24 h, as the design asks.
+    pub idle_ttl_secs: u64,
+    /// Prefix of every Redis key, so several deployments can share one Redis.
+    pub key_prefix: String,
+    /// Most live MCP server children per worker. Default: the number of cores, since more
+    /// concurrent starts only multiply latency on a CPU-bound spawn.
+    pub max_children: usize,
+    /// Requests that may wait for a child slot; beyond it the worker answers 503 at once.
+    pub max_queue: usize,
+    /// Longest wait for a child slot before 503 + `Retry-After`.
+    #[serde(with = "secs_f64", rename = "queue_wait_secs")]
+    pub queue_wait: Duration,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    /// Largest `state` object of a session, serialized.
+    pub max_state_bytes: usize,
+    /// Time allowed for the whole of a worker's graceful drain on SIGTERM.
+    #[serde(with = "secs_f64", rename = "drain_timeout_secs")]
+    pub drain_timeout: Duration,
+    /// How long a cached tool list is trusted before it is fetched again.
+    #[serde(with = "secs_f64", rename = "tools_cache_ttl_secs")]
+    pub tools_cache_ttl: Duration,
+    /// Base64 of a 32-byte key sealing credentials at rest. Without it a random key is made per
+    /// process (embedded default only; refused with Redis, where sessions outlive a process).
+    pub secret_key: Option<String>,
+    /// Older keys still accepted for reading sealed credentials, during a key rotation.
+    pub secret_keys_old: Vec<String>,
+    /// Credential validation.
+    pub auth: AuthConfig,
+    /// The MCP servers this gateway fronts, by name.
+    pub servers: BTreeMap<String, ServerConfig>,
+    /// Allowed `Origin`s and `Host`s on `/mcp` (protection against DNS rebinding).
+    pub http: HttpConfig,
+}
+
+/// Credential validation settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// `static`, `http` or `none`. Unset means `static` (with the demo token only in the embedded default).
+    pub mode: Option<AuthMode>,
+    /// Tokens accepted in `static` mode.
+    pub static_tokens: Vec<String>,
+    /// Endpoint that validates credentials in `http` mode.
+    pub url: Option<String>,
+    /// Time allowed for the `http` validation call; beyond it `/init` answers 502.
+    #[serde(with = "secs_f64", rename = "timeout_secs")]
+    pub timeout: Duration,
+}
+
+/// `Origin` and `Host` checks for `/mcp`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Origins allowed besides loopback ones (`http://localhost:*` and friends).
+    pub allowed_origins: Vec<String>,
+    /// Host names allowed besides loopback ones; checked only when the worker listens on loopback.
+    pub allowed_hosts: Vec<String>,
+}
+
+/// One stdio MCP server the gateway spawns per request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Program and arguments; run directly, never through a shell.
+    pub command: Vec<String>,
+    /// Environment of the child: fixed values or templates such as `{credentials.token}`.
+    pub env: BTreeMap<String, String>,
+    /// Variables of the worker's own environment passed through (nothing else is: the worker's
+    /// environment holds its secret key).
+    pub inherit_env: Vec<String>,
+    /// Time from spawn to the `initialize` response.
+    #[serde(with = "secs_f64", rename = "init_timeout_secs")]
+    pub init_timeout: Duration,
+    /// Time for the request itself once initialised.
+    #[serde(with = "secs_f64", rename = "call_timeout_secs")]
+    pub call_timeout: Duration,
+    /// Time the child gets to exit after its stdin closes, and again after SIGTERM.
+    #[serde(with = "secs_f64", rename = "shutdown_grace_secs")]
+    pub shutdown_grace: Duration,
+    /// Largest JSON-RPC line read from the child; a larger result is refused, never cut.
+    pub max_message_bytes: usize,
+    /// Lines of the child's stderr logged per request; the rest is counted and dropped.
+    pub max_stderr_lines: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            redis_url: None,
+            idle_ttl_secs: 24 * 3600,
+            key_prefix: "switchboard:".into(),
+            max_children: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            max_queue: 256,
+            queue_wait: Duration::from_secs(30),
+            max_body_bytes: 1024 * 1024,
+            max_state_bytes: 64 * 1024,
+            drain_timeout: Duration::from_secs(30),
+            tools_cache_ttl: Duration::from_secs(600),
+            secret_key: None,
+            secret_keys_old: Vec::new(),
+            auth: AuthConfig::default(),
+            servers: BTreeMap::new(),
+            http: HttpConfig::default(),
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self { mode: None, static_tokens: Vec::new(), url: None, timeout: Duration::from_secs(10) }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            command: Vec::new(),
+            env: BTreeMap::new(),
+            inherit_env: ["PATH", "HOME", "USER", "LANG", "LC_ALL", "TMPDIR", "TZ"]
+                .map(String::from)
+                .to_vec(),
+            init_timeout: Duration::from_secs(30),
+            call_timeout: Duration::from_secs(60),
+            shutdown_grace: Duration::from_secs(2),
+            max_message_bytes: 16 * 1024 * 1024,
+            max_stderr_lines: 200,
+        }
+    }
+}
+
+impl Config {
+    /// Builds the effective config from an optional TOML text and an environment lookup,
+    /// then fills in the defaults that depend on other keys and validates the result.
+    ///
+    /// `self_exe` is the running binary, used for the demo server default.
+    pub fn load(
+        toml_text: Option<&str>,
+        env: &dyn Fn(&str) -> Option<String>,
+        self_exe: &str,
+    ) -> Result<Self, ConfigError> {
+        let mut config: Config = match toml_text {
+            Some(text) => toml::from_str(text)?,
+            None => Config::default(),
+        };
+        config.apply_env(env)?;
+        config.fill_defaults(self_exe)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        fn parse<T: std::str::FromStr>(key: &'static str, value: &str) -> Result<T, ConfigError>
+        where
+            T::Err: std::fmt::Display,
+        {
+            value.trim().parse().map_err(|e: T::Err| ConfigError::Env { key, message: e.to_string() })
+        }
+        let get = |key: &str| env(key).filter(|v| !v.trim().is_empty());
+        if let Some(v) = get("SWITCHBOARD_LISTEN") {
+            self.listen = parse("SWITCHBOARD_LISTEN", &v)?;
+        }
+        if let Some(v) = get("SWITCHBOARD_REDIS_URL") {
+            self.redis_url = Some(v);
+        }
+        if let Some(v) = get("SWITCHBOARD_IDLE_TTL_SECS") {
+            self.idle_ttl_secs = parse("SWITCHBOARD_IDLE_TTL_SECS", &v)?;
+        }
+        if let Some(v) = get("SWITCHBOARD_KEY_PREFIX") {
+            self.key_prefix = v;
+        }
+        if let Some(v) = get("SWITCHBOARD_MAX_CHILDREN") {
+            self.max_children = parse("SWITCHBOARD_MAX_CHILDREN", &v)?;
+        }
+        if let Some(v) = get("SWITCHBOARD_AUTH_MODE") {
+            self.auth.mode = Some(match v.trim() {
+                "static" => AuthMode::Static,
+                "http" => AuthMode::Http,
+                "none" => AuthMode::None,
+                other => {
+                    return Err(ConfigError::Env {
+                        key: "SWITCHBOARD_AUTH_MODE",
+                        message: format!("`{other}` is not one of static, http, none"),
+                    });
+                }
+            });
+        }
+        if let Some(v) = get("SWITCHBOARD_AUTH_STATIC_TOKENS") {
+            self.auth.static_tokens = split_list(&v);
+        }
+        if let Some(v) = get("SWITCHBOARD_AUTH_URL") {
+            self.auth.url = Some(v);
+        }
+        if let Some(v) = get("SWITCHBOARD_MCP_COMMAND") {
+            let words = shell_words::split(&v)
+                .map_err(|e| ConfigError::Env { key: "SWITCHBOARD_MCP_COMMAND", message: e.to_string() })?;
+            let server = self.servers.entry(DEFAULT_SERVER.into()).or_default();
+            server.command = words;
+        }
+        if let Some(v) = get("SWITCHBOARD_SECRET_KEY") {
+            self.secret_key = Some(v);
+        }
+        if let Some(v) = get("SWITCHBOARD_SECRET_KEYS_OLD") {
+            self.secret_keys_old = split_list(&v);
+        }
+        Ok(())
+    }
+
+    fn fill_defaults(&mut self, self_exe: &str) -> Result<(), ConfigError> {
+        if self.servers.is_empty() {
+            // The embedded default: the demo analytics server is this very binary.
+            let mut demo = ServerConfig {
+                command: vec![self_exe.to_string(), "demo-server".into()],
+                ..ServerConfig::default()
+            };
+            demo.env.insert("DEMO_TOKEN".into(), "{credentials.token}".into());
+            self.servers.insert(DEFAULT_SERVER.into(), demo);
+        }
+        if self.auth.mode.is_none() {
+            if self.redis_url.is_some() && self.auth.static_tokens.is_empty() {
+                return Err(ConfigError::Invalid(
+                    "a Redis URL is set but no credentials check is configured: set \
+                     SWITCHBOARD_AUTH_STATIC_TOKENS (comma-separated tokens), or \
+                     SWITCHBOARD_AUTH_MODE=http with SWITCHBOARD_AUTH_URL, or \
+                     SWITCHBOARD_AUTH_MODE=none to accept anyone"
+                        .into(),
+                ));
+            }
+            self.auth.mode = Some(AuthMode::Static);
+            if self.auth.static_tokens.is_empty() {
+                self.auth.static_tokens = vec![DEMO_TOKEN.into()];
+            }
+        }
+        Ok(())
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if self.idle_ttl_secs == 0 {
+            return invalid("idle_ttl_secs must be at least 1".into());
+        }
+        if self.max_children == 0 {
+            return invalid("max_children must be at least 1".into());
+        }
+        if self.key_prefix.contains(['{', '}']) {
+            return invalid("key_prefix must not contain `{` or `}` (they form Redis hash tags)".into());
+        }
+        match self.auth_mode() {
+            AuthMode::Static if self.auth.static_tokens.is_empty() => {
+                return invalid("auth mode static needs at least one token in auth.static_tokens".into());
+            }
+            AuthMode::Http if self.auth.url.is_none() => {
+                return invalid("auth mode http needs auth.url (SWITCHBOARD_AUTH_URL)".into());
+            }
+            _ => {}
+        }
+        if self.redis_url.is_some() && self.secret_key.is_none() {
+            return invalid(
+                "a Redis URL is set but SWITCHBOARD_SECRET_KEY is not: sessions outlive this \
+                 process, so credentials must be sealed with a key every worker shares \
+                 (base64 of 32 random bytes, e.g. `head -c32 /dev/urandom | base64`)"
+                    .into(),
+            );
+        }
+        for (name, server) in &self.servers {
+            if server.command.is_empty() {
+                return invalid(format!("servers.{name}: command is empty"));
+            }
+            if name.is_empty() || name.contains(['.', '{', '}', ' ']) {
+                return invalid(format!(
+                    "server name `{name}` must be non-empty without `.`, braces or spaces"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The auth mode in force (always set after [`Config::load`]).
+    pub fn auth_mode(&self) -> AuthMode {
+        self.auth.mode.unwrap_or(AuthMode::Static)
+    }
+
+    /// The idle TTL as a duration.
+    pub fn idle_ttl(&self) -> Duration {
+        Duration::from_secs(self.idle_ttl_secs)
+    }
+
+    /// The config as TOML with every secret replaced by `<redacted>`.
+    pub fn redacted_toml(&self) -> String {
+        let mut copy = self.clone();
+        let redact = |s: &mut String| *s = "<redacted>".into();
+        if let Some(k) = copy.secret_key.as_mut() {
+            redact(k);
+        }
+        copy.secret_keys_old.iter_mut().for_each(redact);
+        copy.auth.static_tokens.iter_mut().for_each(redact);
+        if let Some(url) = copy.redis_url.as_mut() {
+            *url = redact_url_password(url);
+        }
+        toml::to_string_pretty(&copy).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+}
+
+/// Replaces the password of a URL (`scheme://user:password@host`) with `<redacted>`.
+pub fn redact_url_password(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_string();
+    };
+    let userinfo = &rest[..at];
+    let user = userinfo.split(':').next().unwrap_or("");
+    format!("{}{user}:<redacted>{}", &url[..scheme_end + 3], &rest[at..])
+}
+
+fn split_list(value: &str) -> Vec<String> {
+    value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
+}
+
+/// Durations in the TOML file are seconds (integer or fractional).
+mod secs_f64 {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let secs = f64::deserialize(d)?;
+        Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests;

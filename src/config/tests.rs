@@ -1,0 +1,84 @@
+use std::collections::HashMap;
+
+use super::*;
+
+fn load(toml: Option<&str>, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    Config::load(toml, &|k| env.get(k).cloned(), "/bin/switchboard")
+}
+
+#[test]
+fn embedded_default_runs_the_demo_server_with_the_demo_token() {
+    let config = load(None, &[]).expect("default config");
+    assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(config.auth_mode(), AuthMode::Static);
+    assert_eq!(config.auth.static_tokens, vec!["demo".to_string()]);
+    let demo = &config.servers[DEFAULT_SERVER];
+    assert_eq!(demo.command, vec!["/bin/switchboard", "demo-server"]);
+    assert_eq!(demo.env["DEMO_TOKEN"], "{credentials.token}");
+    assert_eq!(config.idle_ttl_secs, 86400);
+}
+
+#[test]
+fn redis_without_auth_or_key_is_refused_with_what_to_set() {
+    let err = load(None, &[("SWITCHBOARD_REDIS_URL", "redis://127.0.0.1:1")]).unwrap_err();
+    assert!(err.to_string().contains("SWITCHBOARD_AUTH_STATIC_TOKENS"), "{err}");
+    let err = load(
+        None,
+        &[("SWITCHBOARD_REDIS_URL", "redis://127.0.0.1:1"), ("SWITCHBOARD_AUTH_STATIC_TOKENS", "a,b")],
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("SWITCHBOARD_SECRET_KEY"), "{err}");
+}
+
+#[test]
+fn env_overrides_file_and_splits_the_command_like_a_shell() {
+    let config = load(
+        Some("idle_ttl_secs = 5\nkey_prefix = \"x:\"\n[auth]\nstatic_tokens = [\"t\"]\n"),
+        &[
+            ("SWITCHBOARD_IDLE_TTL_SECS", "7"),
+            ("SWITCHBOARD_MCP_COMMAND", "node 'my server.js' --flag"),
+            ("SWITCHBOARD_MAX_CHILDREN", "3"),
+        ],
+    )
+    .expect("config");
+    assert_eq!(config.idle_ttl_secs, 7);
+    assert_eq!(config.key_prefix, "x:");
+    assert_eq!(config.max_children, 3);
+    assert_eq!(config.servers[DEFAULT_SERVER].command, vec!["node", "my server.js", "--flag"]);
+    assert!(config.servers[DEFAULT_SERVER].env.is_empty());
+}
+
+#[test]
+fn bad_values_are_clear_errors() {
+    for (env, needle) in [
+        (("SWITCHBOARD_IDLE_TTL_SECS", "soon"), "SWITCHBOARD_IDLE_TTL_SECS"),
+        (("SWITCHBOARD_AUTH_MODE", "magic"), "magic"),
+        (("SWITCHBOARD_LISTEN", "nowhere"), "SWITCHBOARD_LISTEN"),
+        (("SWITCHBOARD_MAX_CHILDREN", "0"), "max_children"),
+        (("SWITCHBOARD_AUTH_MODE", "http"), "auth.url"),
+    ] {
+        let err = load(None, &[env]).unwrap_err();
+        assert!(err.to_string().contains(needle), "{err}");
+    }
+    let err = load(Some("nonsense_key = 1"), &[]).unwrap_err();
+    assert!(err.to_string().contains("nonsense_key"), "{err}");
+}
+
+#[test]
+fn redacted_config_shows_no_secret() {
+    let config = load(
+        None,
+        &[
+            ("SWITCHBOARD_REDIS_URL", "redis://user:hunter2@127.0.0.1:1/0"),
+            ("SWITCHBOARD_AUTH_STATIC_TOKENS", "tok-secret"),
+            ("SWITCHBOARD_SECRET_KEY", "a2V5LXNlY3JldA=="),
+        ],
+    )
+    .expect("config");
+    let text = config.redacted_toml();
+    for secret in ["hunter2", "tok-secret", "a2V5LXNlY3JldA=="] {
+        assert!(!text.contains(secret), "{secret} leaked: {text}");
+    }
+    assert!(text.contains("redis://user:<redacted>@127.0.0.1:1/0"), "{text}");
+}

@@ -1,0 +1,29 @@
+//! switchboard: MCP clients to stdio MCP servers through stateless HTTP
+//! workers, with every session in Redis.
+//!
+//! # Layout
+//! Modules follow the path of a request; imports only point downward.
+//!
+//! - [`server`]: inbound HTTP (axum): the legacy routes, health, metrics, and the
+//!   one mapping from errors to statuses. The only module that imports axum.
+//! - [`auth`]: credential validation at session creation.
+//! - [`session`]: the domain: ids, records, merge patches. No I/O.
+//! - [`store`]: session storage, Redis or embedded. The only module that imports redis.
+//! - [`upstream`]: outbound MCP: spawn a server per request in its own process
+//!   group, talk newline-delimited JSON-RPC, take it down and reap it.
+//! - [`demo`]: the demo analytics MCP server (stand-in for the external API).
+//! - [`protocol`]: pure JSON-RPC envelope and MCP constants; fuzzable.
+//! - [`config`], [`crypto`], [`telemetry`]: foundations.
+//! - [`cli`]: the subcommands and their wiring.
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod crypto;
+pub mod demo;
+pub mod protocol;
+pub mod server;
+pub mod session;
+pub mod store;
+pub mod telemetry;
+pub mod upstream;

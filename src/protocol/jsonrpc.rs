@@ -1,0 +1,96 @@
+//! The JSON-RPC 2.0 envelope, parsed only as far as routing needs: the id, the
+//! method, and whether a message is a request, a notification or a response.
+//! Everything else stays raw.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// Standard JSON-RPC error codes used by the gateway.
+pub mod code {
+    pub const PARSE_ERROR: i64 = -32700;
+    pub const INVALID_REQUEST: i64 = -32600;
+    pub const METHOD_NOT_FOUND: i64 = -32601;
+    pub const INVALID_PARAMS: i64 = -32602;
+    pub const INTERNAL_ERROR: i64 = -32603;
+}
+
+/// One JSON-RPC message, borrowed from the line it was read from.
+#[derive(Debug, Deserialize)]
+pub struct Envelope<'a> {
+    /// Request or response id; absent for notifications.
+    #[serde(borrow, default)]
+    pub id: Option<&'a RawValue>,
+    /// Present on requests and notifications.
+    #[serde(borrow, default)]
+    pub method: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub params: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    pub result: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    pub error: Option<&'a RawValue>,
+}
+
+/// What a message is, by the rules of JSON-RPC 2.0.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Kind {
+    Request,
+    Notification,
+    Response,
+    Invalid,
+}
+
+impl<'a> Envelope<'a> {
+    /// Parses one message. `Err` only when the text is not a JSON object of the right shape.
+    pub fn parse(text: &'a str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+
+    pub fn kind(&self) -> Kind {
+        match (&self.method, self.id, self.result.is_some() || self.error.is_some()) {
+            (Some(_), Some(_), false) => Kind::Request,
+            (Some(_), None, false) => Kind::Notification,
+            (None, Some(_), true) => Kind::Response,
+            _ => Kind::Invalid,
+        }
+    }
+}
+
+/// Serializes a request with a raw `params` (omitted when `None`).
+pub fn request(id: &str, method: &str, params: Option<&RawValue>) -> String {
+    let method = json_string(method);
+    match params {
+        Some(p) => format!(r#"{{"jsonrpc":"2.0","id":{id},"method":{method},"params":{}}}"#, p.get()),
+        None => format!(r#"{{"jsonrpc":"2.0","id":{id},"method":{method}}}"#),
+    }
+}
+
+/// Serializes a notification with a raw `params` (omitted when `None`).
+pub fn notification(method: &str, params: Option<&RawValue>) -> String {
+    let method = json_string(method);
+    match params {
+        Some(p) => format!(r#"{{"jsonrpc":"2.0","method":{method},"params":{}}}"#, p.get()),
+        None => format!(r#"{{"jsonrpc":"2.0","method":{method}}}"#),
+    }
+}
+
+/// Serializes a success response around a raw result.
+pub fn response(id: &str, result: &str) -> String {
+    format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{result}}}"#)
+}
+
+/// Serializes an error response; `id` is raw JSON (`null` when unknown).
+pub fn error_response(id: &str, code: i64, message: &str) -> String {
+    let message = json_string(message);
+    format!(r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":{code},"message":{message}}}}}"#)
+}
+
+/// A JSON string literal for `text`.
+pub fn json_string(text: &str) -> String {
+    serde_json::Value::String(text.to_string()).to_string()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,136 @@
+//! The embedded in-process store: the same semantics as Redis for one process,
+//! so `switchboard serve` works with nothing else running. Expiry is checked on
+//! access (no background thread); the map is bounded and swept when it grows.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+
+use super::{CasOutcome, SessionStore, StoreError};
+use crate::session::{SessionId, SessionRecord};
+
+/// Most sessions the embedded store holds; beyond it creation fails with [`StoreError::Full`].
+const MAX_SESSIONS: usize = 100_000;
+
+#[derive(Default)]
+struct Inner {
+    sessions: HashMap<String, (SessionRecord, Instant)>,
+    shared: HashMap<String, (String, Instant)>,
+}
+
+/// A single-process store (the zero-setup default).
+#[derive(Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> T {
+        // A poisoned lock only means another request panicked mid-update of plain data.
+        let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut guard)
+    }
+}
+
+fn live<'a, V>(map: &'a mut HashMap<String, (V, Instant)>, key: &str) -> Option<&'a mut (V, Instant)> {
+    let now = Instant::now();
+    if map.get(key).is_some_and(|(_, exp)| *exp <= now) {
+        map.remove(key);
+    }
+    map.get_mut(key)
+}
+
+#[async_trait]
+impl SessionStore for MemoryStore {
+    async fn create(&self, id: &SessionId, record: &SessionRecord, ttl: Duration) -> Result<(), StoreError> {
+        self.with(|inner| {
+            if inner.sessions.len() >= MAX_SESSIONS {
+                let now = Instant::now();
+                inner.sessions.retain(|_, (_, exp)| *exp > now);
+                inner.shared.retain(|_, (_, exp)| *exp > now);
+                if inner.sessions.len() >= MAX_SESSIONS {
+                    return Err(StoreError::Full);
+                }
+            }
+            inner.sessions.insert(id.to_string(), (record.clone(), Instant::now() + ttl));
+            Ok(())
+        })
+    }
+
+    async fn load(
+        &self,
+        id: &SessionId,
+        now_ms: u64,
+        ttl: Duration,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        Ok(self.with(|inner| {
+            live(&mut inner.sessions, id.as_str()).map(|(record, exp)| {
+                record.last_seen_ms = now_ms;
+                *exp = Instant::now() + ttl;
+                record.clone()
+            })
+        }))
+    }
+
+    async fn replace_state(
+        &self,
+        id: &SessionId,
+        expected_rev: u64,
+        state: &str,
+        now_ms: u64,
+        ttl: Duration,
+    ) -> Result<CasOutcome, StoreError> {
+        let value: serde_json::Value =
+            serde_json::from_str(state).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Ok(self.with(|inner| match live(&mut inner.sessions, id.as_str()) {
+            None => CasOutcome::Missing,
+            Some((record, _)) if record.state_rev != expected_rev => CasOutcome::Conflict,
+            Some((record, exp)) => {
+                record.state = value;
+                record.state_rev += 1;
+                record.last_seen_ms = now_ms;
+                *exp = Instant::now() + ttl;
+                CasOutcome::Applied
+            }
+        }))
+    }
+
+    async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
+        Ok(self.with(|inner| {
+            let existed = live(&mut inner.sessions, id.as_str()).is_some();
+            inner.sessions.remove(id.as_str());
+            existed
+        }))
+    }
+
+    async fn get_shared(&self, name: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.with(|inner| live(&mut inner.shared, name).map(|(v, _)| v.clone())))
+    }
+
+    async fn put_shared(&self, name: &str, value: &str, ttl: Duration) -> Result<(), StoreError> {
+        self.with(|inner| {
+            if inner.shared.len() >= MAX_SESSIONS {
+                let now = Instant::now();
+                inner.shared.retain(|_, (_, exp)| *exp > now);
+            }
+            inner.shared.insert(name.to_string(), (value.to_string(), Instant::now() + ttl));
+        });
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        "embedded in-process store (single process only: sessions are lost on restart and \
+         not shared with other workers)"
+            .into()
+    }
+}

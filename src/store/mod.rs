@@ -1,0 +1,117 @@
+//! Session storage: the only module that talks to Redis.
+//!
+//! [`SessionStore`] has two implementations with the same semantics: [`RedisStore`]
+//! (any number of workers share it) and [`MemoryStore`] (the embedded default,
+//! one process only). Every read or write of a session resets its idle TTL in
+//! the same atomic step; concurrent writers never lose each other's updates
+//! (state changes are compare-and-set on a revision, done inside one Lua script).
+//!
+//! **Invariant:** all keys of one session carry the hash tag `{session id}`, so
+//! they live in one Cluster slot and one script can touch them together.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::session::{SessionId, SessionRecord};
+
+mod memory;
+mod redis;
+
+pub use memory::MemoryStore;
+pub use redis::RedisStore;
+
+/// Why the store could not answer. Every variant means "try again later" to a client,
+/// except [`StoreError::Corrupt`], which is a bug or a foreign writer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("session store unavailable: {0}")]
+    Unavailable(String),
+    #[error("session store is full")]
+    Full,
+    #[error("stored session record is unreadable: {0}")]
+    Corrupt(String),
+}
+
+/// Outcome of a compare-and-set of a session's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CasOutcome {
+    /// Written; the revision is now `expected + 1`.
+    Applied,
+    /// Another writer got there first: reload and retry.
+    Conflict,
+    /// The session does not exist (expired or deleted).
+    Missing,
+}
+
+/// Persistence of sessions and of small shared values (the tool list cache).
+#[async_trait]
+pub trait SessionStore: Send + Sync + 'static {
+    /// Stores a new session with the idle TTL.
+    async fn create(&self, id: &SessionId, record: &SessionRecord, ttl: Duration) -> Result<(), StoreError>;
+
+    /// Loads a session and, in the same atomic step, sets its last-seen time to `now_ms`
+    /// and its expiry to the full `ttl`. `None` if it does not exist.
+    async fn load(
+        &self,
+        id: &SessionId,
+        now_ms: u64,
+        ttl: Duration,
+    ) -> Result<Option<SessionRecord>, StoreError>;
+
+    /// Replaces `state` (serialized JSON) if its revision is still `expected_rev`, touching the session.
+    async fn replace_state(
+        &self,
+        id: &SessionId,
+        expected_rev: u64,
+        state: &str,
+        now_ms: u64,
+        ttl: Duration,
+    ) -> Result<CasOutcome, StoreError>;
+
+    /// Ends a session; `false` if there was none.
+    async fn delete(&self, id: &SessionId) -> Result<bool, StoreError>;
+
+    /// Reads a shared value (not tied to a session).
+    async fn get_shared(&self, name: &str) -> Result<Option<String>, StoreError>;
+
+    /// Writes a shared value with a TTL.
+    async fn put_shared(&self, name: &str, value: &str, ttl: Duration) -> Result<(), StoreError>;
+
+    /// Checks that the store answers, for readiness.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// A short description for logs (never a password).
+    fn describe(&self) -> String;
+}
+
+/// Key names, shared by both implementations so they agree on the layout.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub fn new(prefix: &str) -> Self {
+        Self { prefix: prefix.to_string() }
+    }
+
+    /// The session's hash: `prefix{id}`.
+    pub fn session(&self, id: &SessionId) -> String {
+        format!("{}{{{id}}}", self.prefix)
+    }
+
+    /// A shared value: `prefix` + `shared:` + name.
+    pub fn shared(&self, name: &str) -> String {
+        format!("{}shared:{name}", self.prefix)
+    }
+
+    /// The prefix, for scans.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+}
+
+fn ttl_ms(ttl: Duration) -> u64 {
+    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
+}

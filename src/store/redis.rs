@@ -1,0 +1,210 @@
+//! The Redis implementation of [`SessionStore`]: one hash per session under
+//! `prefix{id}`, read-modify-write only inside Lua scripts (never WATCH/MULTI on
+//! the shared multiplexed connection), one round trip per operation.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncCommands, Script};
+
+use super::{CasOutcome, Keys, SessionStore, StoreError, ttl_ms};
+use crate::config::redact_url_password;
+use crate::session::{SCHEMA_VERSION, SessionId, SessionRecord};
+
+/// Creates the hash unless it exists, then sets its expiry. Returns 1 if created.
+const CREATE: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return 1
+";
+
+/// Touches and reads a session: last-seen and the full idle TTL, atomically with the read.
+const LOAD: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+redis.call('HSET', KEYS[1], 'last_seen_ms', ARGV[1])
+for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], ARGV[2]) end
+return redis.call('HGETALL', KEYS[1])
+";
+
+/// Compare-and-set of `state` on `state_rev`: -1 missing, 0 conflict, 1 applied.
+const REPLACE_STATE: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local rev = tonumber(redis.call('HGET', KEYS[1], 'state_rev') or '0')
+if rev ~= tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], 'state', ARGV[2], 'state_rev', rev + 1, 'last_seen_ms', ARGV[3])
+for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], ARGV[4]) end
+return 1
+";
+
+/// Sessions in a standalone Redis (a reconnecting multiplexed connection).
+pub struct RedisStore {
+    conn: ConnectionManager,
+    keys: Keys,
+    url: String,
+    create: Script,
+    load: Script,
+    replace_state: Script,
+}
+
+fn unavailable(e: redis::RedisError) -> StoreError {
+    // The error text of redis-rs never includes the URL's password.
+    StoreError::Unavailable(e.to_string())
+}
+
+impl RedisStore {
+    /// Connects to `url`. Operations time out after `op_timeout` so a dead Redis is a
+    /// quick 503, never a hang; the connection is re-established in the background.
+    pub async fn connect(url: &str, prefix: &str, op_timeout: Duration) -> Result<Self, StoreError> {
+        let client = redis::Client::open(url).map_err(unavailable)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(op_timeout))
+            .set_response_timeout(Some(op_timeout))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500));
+        let conn = ConnectionManager::new_with_config(client, config).await.map_err(unavailable)?;
+        Ok(Self {
+            conn,
+            keys: Keys::new(prefix),
+            url: redact_url_password(url),
+            create: Script::new(CREATE),
+            load: Script::new(LOAD),
+            replace_state: Script::new(REPLACE_STATE),
+        })
+    }
+
+    /// The key layout, for tools that inspect Redis directly.
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+}
+
+fn to_fields(record: &SessionRecord) -> Vec<(&'static str, String)> {
+    vec![
+        ("schema", record.schema.to_string()),
+        ("created_ms", record.created_ms.to_string()),
+        ("last_seen_ms", record.last_seen_ms.to_string()),
+        ("principal", record.principal.clone()),
+        ("identity", record.identity.to_string()),
+        ("client", record.client.to_string()),
+        ("protocol_version", record.protocol_version.clone().unwrap_or_default()),
+        ("creds", record.sealed_credentials.clone()),
+        ("state", record.state.to_string()),
+        ("state_rev", record.state_rev.to_string()),
+    ]
+}
+
+fn from_fields(fields: Vec<(String, String)>) -> Result<SessionRecord, StoreError> {
+    let mut record = SessionRecord {
+        schema: 0,
+        created_ms: 0,
+        last_seen_ms: 0,
+        principal: String::new(),
+        identity: serde_json::Value::Null,
+        client: serde_json::Value::Null,
+        protocol_version: None,
+        sealed_credentials: String::new(),
+        state: serde_json::Value::Object(serde_json::Map::new()),
+        state_rev: 0,
+    };
+    let corrupt = |field: &str, e: &dyn std::fmt::Display| StoreError::Corrupt(format!("{field}: {e}"));
+    let num = |field: &str, v: &str| v.parse::<u64>().map_err(|e| corrupt(field, &e));
+    let json = |field: &str, v: &str| serde_json::from_str(v).map_err(|e| corrupt(field, &e));
+    for (name, value) in fields {
+        match name.as_str() {
+            "schema" => record.schema = u32::try_from(num("schema", &value)?).unwrap_or(u32::MAX),
+            "created_ms" => record.created_ms = num("created_ms", &value)?,
+            "last_seen_ms" => record.last_seen_ms = num("last_seen_ms", &value)?,
+            "principal" => record.principal = value,
+            "identity" => record.identity = json("identity", &value)?,
+            "client" => record.client = json("client", &value)?,
+            "protocol_version" => record.protocol_version = Some(value).filter(|v| !v.is_empty()),
+            "creds" => record.sealed_credentials = value,
+            "state" => record.state = json("state", &value)?,
+            "state_rev" => record.state_rev = num("state_rev", &value)?,
+            // Fields written by a newer version are kept by Redis and ignored here.
+            _ => {}
+        }
+    }
+    if record.schema == 0 || record.schema > SCHEMA_VERSION {
+        return Err(StoreError::Corrupt(format!("unknown record schema {}", record.schema)));
+    }
+    Ok(record)
+}
+
+#[async_trait]
+impl SessionStore for RedisStore {
+    async fn create(&self, id: &SessionId, record: &SessionRecord, ttl: Duration) -> Result<(), StoreError> {
+        let mut invocation = self.create.key(self.keys.session(id));
+        invocation.arg(ttl_ms(ttl));
+        for (name, value) in to_fields(record) {
+            invocation.arg(name).arg(value);
+        }
+        let created: i64 = invocation.invoke_async(&mut self.conn.clone()).await.map_err(unavailable)?;
+        if created == 1 { Ok(()) } else { Err(StoreError::Corrupt("session id collision".into())) }
+    }
+
+    async fn load(
+        &self,
+        id: &SessionId,
+        now_ms: u64,
+        ttl: Duration,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let fields: Option<Vec<(String, String)>> = self
+            .load
+            .key(self.keys.session(id))
+            .arg(now_ms)
+            .arg(ttl_ms(ttl))
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)?;
+        fields.map(from_fields).transpose()
+    }
+
+    async fn replace_state(
+        &self,
+        id: &SessionId,
+        expected_rev: u64,
+        state: &str,
+        now_ms: u64,
+        ttl: Duration,
+    ) -> Result<CasOutcome, StoreError> {
+        let outcome: i64 = self
+            .replace_state
+            .key(self.keys.session(id))
+            .arg(expected_rev)
+            .arg(state)
+            .arg(now_ms)
+            .arg(ttl_ms(ttl))
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)?;
+        Ok(match outcome {
+            1 => CasOutcome::Applied,
+            0 => CasOutcome::Conflict,
+            _ => CasOutcome::Missing,
+        })
+    }
+
+    async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
+        let removed: i64 = self.conn.clone().del(self.keys.session(id)).await.map_err(unavailable)?;
+        Ok(removed > 0)
+    }
+
+    async fn get_shared(&self, name: &str) -> Result<Option<String>, StoreError> {
+        self.conn.clone().get(self.keys.shared(name)).await.map_err(unavailable)
+    }
+
+    async fn put_shared(&self, name: &str, value: &str, ttl: Duration) -> Result<(), StoreError> {
+        self.conn.clone().pset_ex(self.keys.shared(name), value, ttl_ms(ttl)).await.map_err(unavailable)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        redis::cmd("PING").query_async::<()>(&mut self.conn.clone()).await.map_err(unavailable)
+    }
+
+    fn describe(&self) -> String {
+        format!("redis at {}", self.url)
+    }
+}

@@ -1,0 +1,141 @@
+//! The metrics of a worker, one typed method per event so names and labels live here.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ServerLabels {
+    server: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OpLabels {
+    op: &'static str,
+}
+
+/// Counters, gauges and histograms of one worker.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RouteLabels, Counter>,
+    latency: Family<RouteLabels, Histogram>,
+    spawns: Family<ServerLabels, Counter>,
+    spawn_failures: Family<ServerLabels, Counter>,
+    spawn_latency: Family<ServerLabels, Histogram>,
+    live_children: Gauge,
+    cache: Family<OpLabels, Counter>,
+    store_errors: Counter,
+    sessions: Family<OpLabels, Counter>,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 18))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("switchboard");
+        let requests = Family::<RouteLabels, Counter>::default();
+        let latency =
+            Family::<RouteLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let spawns = Family::<ServerLabels, Counter>::default();
+        let spawn_failures = Family::<ServerLabels, Counter>::default();
+        let spawn_latency =
+            Family::<ServerLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let live_children = Gauge::default();
+        let cache = Family::<OpLabels, Counter>::default();
+        let store_errors = Counter::default();
+        let sessions = Family::<OpLabels, Counter>::default();
+        registry.register("http_requests", "HTTP requests by route and status", requests.clone());
+        registry.register("http_request_duration_seconds", "HTTP request latency", latency.clone());
+        registry.register("mcp_spawns", "MCP server processes spawned", spawns.clone());
+        registry.register(
+            "mcp_spawn_failures",
+            "MCP server processes that failed to start",
+            spawn_failures.clone(),
+        );
+        registry.register(
+            "mcp_spawn_duration_seconds",
+            "Time from spawn to a completed initialize",
+            spawn_latency.clone(),
+        );
+        registry.register("mcp_live_children", "MCP server processes not yet reaped", live_children.clone());
+        registry.register("cache", "Result and tool-list cache lookups by outcome", cache.clone());
+        registry.register("store_errors", "Session store operations that failed", store_errors.clone());
+        registry.register("sessions", "Session lifecycle events", sessions.clone());
+        Self {
+            registry,
+            requests,
+            latency,
+            spawns,
+            spawn_failures,
+            spawn_latency,
+            live_children,
+            cache,
+            store_errors,
+            sessions,
+        }
+    }
+
+    pub fn request(&self, route: &str, status: u16, elapsed: Duration) {
+        let labels = RouteLabels { route: route.to_string(), status };
+        self.requests.get_or_create(&labels).inc();
+        self.latency.get_or_create(&labels).observe(elapsed.as_secs_f64());
+    }
+
+    pub fn spawned(&self, server: &str) {
+        self.spawns.get_or_create(&ServerLabels { server: server.to_string() }).inc();
+    }
+
+    pub fn spawn_failed(&self, server: &str) {
+        self.spawn_failures.get_or_create(&ServerLabels { server: server.to_string() }).inc();
+    }
+
+    pub fn observe_spawn(&self, server: &str, elapsed: Duration) {
+        self.spawn_latency
+            .get_or_create(&ServerLabels { server: server.to_string() })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    pub fn set_live_children(&self, live: i64) {
+        self.live_children.set(live);
+    }
+
+    pub fn cache(&self, op: &'static str) {
+        self.cache.get_or_create(&OpLabels { op }).inc();
+    }
+
+    pub fn store_error(&self) {
+        self.store_errors.inc();
+    }
+
+    pub fn session(&self, op: &'static str) {
+        self.sessions.get_or_create(&OpLabels { op }).inc();
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}

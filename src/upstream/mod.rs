@@ -1,0 +1,384 @@
+//! Outbound MCP: one freshly spawned stdio server per request.
+//!
+//! [`McpManager::call`] admits the request under the worker's cap on live
+//! children (a bounded wait queue in front of it, 503 beyond), spawns the
+//! configured server with the session's credentials mapped into its
+//! environment, runs `initialize` → `notifications/initialized` → the request,
+//! and hands the child to the background ladder as soon as the response is
+//! read. Nothing here knows about HTTP or Redis.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::value::RawValue;
+use tokio::sync::{Semaphore, mpsc};
+
+use crate::config::{Config, ServerConfig};
+use crate::protocol::UPSTREAM_PROTOCOL_VERSION;
+use crate::protocol::jsonrpc::{self, Envelope, Kind};
+use crate::telemetry::Metrics;
+
+pub mod process;
+pub mod stdio;
+
+use process::{ChildProcess, Reaper, SpawnSpec};
+use stdio::{LineError, LineReader, write_line};
+
+/// What went wrong talking to an MCP server. Each variant says what the client should understand.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("the worker is at its limit of MCP server processes; retry shortly")]
+    Saturated,
+    #[error("no MCP server named `{0}` is configured")]
+    UnknownServer(String),
+    #[error("the MCP server could not be started: {0}")]
+    Spawn(std::io::Error),
+    #[error("the MCP server did not {phase} within {secs:.1} s")]
+    Timeout { phase: &'static str, secs: f64 },
+    #[error("the MCP server exited or closed its output before answering")]
+    Exited,
+    #[error("the MCP server's result exceeds the {max}-byte limit")]
+    TooLarge { max: usize },
+    #[error("the MCP server broke the protocol: {0}")]
+    Protocol(String),
+    /// The server answered with a JSON-RPC error (raw error object).
+    #[error("the MCP server answered with an error")]
+    Rpc(Box<RawValue>),
+}
+
+/// A message the server sent before its response, for streaming to the client.
+#[derive(Debug)]
+pub enum ServerMessage {
+    /// A notification (progress, log message, list changed…), raw.
+    Notification(String),
+}
+
+/// Per-server data built once from config: nothing of it is recomputed per request.
+struct ServerRuntime {
+    config: ServerConfig,
+    label: Arc<str>,
+    /// Fixed part of the child's environment (inherited variables and constant values).
+    fixed_env: Vec<(String, String)>,
+    /// Variables whose value comes from the session's credentials.
+    templated_env: Vec<(String, Template)>,
+    /// Hash of what determines the server's tool list, for cache keys.
+    config_hash: String,
+}
+
+/// A value with `{credentials.PATH}` placeholders.
+#[derive(Debug, Clone)]
+struct Template(Vec<Piece>);
+
+#[derive(Debug, Clone)]
+enum Piece {
+    Text(String),
+    Credential(Vec<String>),
+}
+
+impl Template {
+    fn parse(text: &str) -> Self {
+        let mut pieces = Vec::new();
+        let mut rest = text;
+        while let Some(start) = rest.find("{credentials.") {
+            let after = &rest[start + 1..];
+            let Some(end) = after.find('}') else { break };
+            if start > 0 {
+                pieces.push(Piece::Text(rest[..start].to_string()));
+            }
+            let path = after["credentials.".len()..end].split('.').map(String::from).collect();
+            pieces.push(Piece::Credential(path));
+            rest = &after[end + 1..];
+        }
+        if !rest.is_empty() {
+            pieces.push(Piece::Text(rest.to_string()));
+        }
+        Self(pieces)
+    }
+
+    fn is_constant(&self) -> bool {
+        self.0.iter().all(|p| matches!(p, Piece::Text(_)))
+    }
+
+    /// The value for these credentials; `None` if a referenced field is missing.
+    fn render(&self, credentials: &serde_json::Value) -> Option<String> {
+        let mut out = String::new();
+        for piece in &self.0 {
+            match piece {
+                Piece::Text(t) => out.push_str(t),
+                Piece::Credential(path) => {
+                    let value = path.iter().try_fold(credentials, |v, k| v.get(k))?;
+                    match value {
+                        serde_json::Value::String(s) => out.push_str(s),
+                        serde_json::Value::Null => return None,
+                        other => out.push_str(&other.to_string()),
+                    }
+                }
+            }
+        }
+        Some(out)
+    }
+}
+
+/// Spawns and talks to MCP servers on behalf of requests; one per worker.
+pub struct McpManager {
+    servers: HashMap<String, ServerRuntime>,
+    /// One permit per live child (the cap), held until the child is reaped.
+    slots: Arc<Semaphore>,
+    /// One permit per request waiting for a slot (the bounded queue).
+    queue: Arc<Semaphore>,
+    queue_wait: Duration,
+    reaper: Reaper,
+    metrics: Arc<Metrics>,
+}
+
+/// The result of one request to a server.
+pub struct Outcome {
+    /// The raw JSON-RPC `result`.
+    pub result: Box<RawValue>,
+}
+
+impl McpManager {
+    /// Builds the manager; `worker_env` is the worker's environment, for `inherit_env`.
+    pub fn new(config: &Config, worker_env: &dyn Fn(&str) -> Option<String>, metrics: Arc<Metrics>) -> Self {
+        let servers = config
+            .servers
+            .iter()
+            .map(|(name, server)| (name.clone(), ServerRuntime::new(name, server, worker_env)))
+            .collect();
+        Self {
+            servers,
+            slots: Arc::new(Semaphore::new(config.max_children)),
+            queue: Arc::new(Semaphore::new(config.max_queue)),
+            queue_wait: config.queue_wait,
+            reaper: Reaper::new(),
+            metrics,
+        }
+    }
+
+    /// Names of the configured servers, sorted.
+    pub fn server_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.servers.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        names
+    }
+
+    /// The config hash of a server (changes whenever what it is spawned with changes).
+    pub fn config_hash(&self, server: &str) -> Option<&str> {
+        self.servers.get(server).map(|s| s.config_hash.as_str())
+    }
+
+    /// Children spawned and not yet reaped.
+    pub fn live_children(&self) -> i64 {
+        self.reaper.live()
+    }
+
+    /// Worker shutdown: kill every child now and wait (bounded) for all to be reaped.
+    pub async fn shutdown(&self, bound: Duration) -> bool {
+        self.reaper.shutdown(bound).await
+    }
+
+    /// Runs one request (`method` with raw `params`) on a fresh instance of `server`.
+    /// Notifications the server sends first go to `events` when given.
+    pub async fn call(
+        &self,
+        server: &str,
+        credentials: &serde_json::Value,
+        method: &str,
+        params: Option<&RawValue>,
+        events: Option<mpsc::Sender<ServerMessage>>,
+    ) -> Result<Outcome, UpstreamError> {
+        let runtime = self.servers.get(server).ok_or_else(|| UpstreamError::UnknownServer(server.into()))?;
+        let permit = {
+            let _queued = self.queue.clone().try_acquire_owned().map_err(|_| UpstreamError::Saturated)?;
+            tokio::time::timeout(self.queue_wait, self.slots.clone().acquire_owned())
+                .await
+                .map_err(|_| UpstreamError::Saturated)?
+                .map_err(|_| UpstreamError::Saturated)?
+        };
+        let spec = runtime.spawn_spec(credentials);
+        let started = Instant::now();
+        let (child, stdout) = process::spawn(&spec, runtime.config.shutdown_grace, permit, &self.reaper)
+            .map_err(|e| {
+                self.metrics.spawn_failed(&runtime.label);
+                UpstreamError::Spawn(e)
+            })?;
+        self.metrics.spawned(&runtime.label);
+        let mut session = UpstreamSession {
+            child,
+            reader: LineReader::new(stdout, runtime.config.max_message_bytes),
+            events,
+        };
+        let work = self.converse(&mut session, &runtime.config, &runtime.label, started, method, params);
+        let result = tokio::select! {
+            result = work => result,
+            () = self.reaper.killing() => Err(UpstreamError::Exited),
+        };
+        if result.is_ok() || matches!(result, Err(UpstreamError::Rpc(_))) {
+            // Answered: nothing to cancel; shut down in the background.
+            session.child.set_on_abandon(None);
+        }
+        // Dropping the session takes the child down in the background either way.
+        drop(session);
+        result.map(|result| Outcome { result })
+    }
+
+    async fn converse(
+        &self,
+        session: &mut UpstreamSession,
+        config: &ServerConfig,
+        label: &str,
+        started: Instant,
+        method: &str,
+        params: Option<&RawValue>,
+    ) -> Result<Box<RawValue>, UpstreamError> {
+        let init_params = initialize_params();
+        let init = session.request("0", "initialize", Some(&init_params));
+        match tokio::time::timeout(config.init_timeout, init).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(timeout("initialize", config.init_timeout)),
+        }
+        self.metrics.observe_spawn(label, started.elapsed());
+        session.notify("notifications/initialized").await?;
+        session.child.set_on_abandon(Some(cancelled_line("1")));
+        let call = session.request("1", method, params);
+        match tokio::time::timeout(config.call_timeout, call).await {
+            Ok(result) => result,
+            Err(_) => Err(timeout("answer", config.call_timeout)),
+        }
+    }
+}
+
+fn timeout(phase: &'static str, limit: Duration) -> UpstreamError {
+    UpstreamError::Timeout { phase, secs: limit.as_secs_f64() }
+}
+
+fn cancelled_line(id: &str) -> String {
+    let params = format!(r#"{{"requestId":{id},"reason":"the client went away"}}"#);
+    match RawValue::from_string(params) {
+        Ok(raw) => jsonrpc::notification("notifications/cancelled", Some(&raw)),
+        Err(_) => jsonrpc::notification("notifications/cancelled", None),
+    }
+}
+
+fn initialize_params() -> Box<RawValue> {
+    let params = serde_json::json!({
+        "protocolVersion": UPSTREAM_PROTOCOL_VERSION,
+        "capabilities": {},
+        "clientInfo": {"name": "switchboard", "version": env!("CARGO_PKG_VERSION")},
+    });
+    // A json! value always serializes.
+    RawValue::from_string(params.to_string()).unwrap_or_else(|_| RawValue::NULL.to_owned())
+}
+
+impl ServerRuntime {
+    fn new(name: &str, config: &ServerConfig, worker_env: &dyn Fn(&str) -> Option<String>) -> Self {
+        let mut fixed_env: Vec<(String, String)> =
+            config.inherit_env.iter().filter_map(|k| worker_env(k).map(|v| (k.clone(), v))).collect();
+        let mut templated_env = Vec::new();
+        for (key, value) in &config.env {
+            let template = Template::parse(value);
+            if template.is_constant() {
+                fixed_env.push((key.clone(), value.clone()));
+            } else {
+                templated_env.push((key.clone(), template));
+            }
+        }
+        let hashed: BTreeMap<&str, &String> = config.env.iter().map(|(k, v)| (k.as_str(), v)).collect();
+        let fingerprint = serde_json::json!({"command": config.command, "env": hashed});
+        let config_hash = blake3::hash(fingerprint.to_string().as_bytes()).to_hex()[..16].to_string();
+        Self { config: config.clone(), label: Arc::from(name), fixed_env, templated_env, config_hash }
+    }
+
+    fn spawn_spec(&self, credentials: &serde_json::Value) -> SpawnSpec {
+        let mut env = self.fixed_env.clone();
+        for (key, template) in &self.templated_env {
+            if let Some(value) = template.render(credentials) {
+                env.push((key.clone(), value));
+            }
+        }
+        SpawnSpec {
+            program: self.config.command[0].clone(),
+            args: self.config.command[1..].to_vec(),
+            env,
+            label: self.label.clone(),
+            max_stderr_lines: self.config.max_stderr_lines,
+        }
+    }
+}
+
+/// One spawned server and the conversation with it.
+struct UpstreamSession {
+    child: ChildProcess,
+    reader: LineReader<tokio::process::ChildStdout>,
+    events: Option<mpsc::Sender<ServerMessage>>,
+}
+
+impl UpstreamSession {
+    async fn send(&mut self, line: &str) -> Result<(), UpstreamError> {
+        let stdin = self.child.stdin().ok_or(UpstreamError::Exited)?;
+        write_line(stdin, line).await.map_err(|_| UpstreamError::Exited)
+    }
+
+    async fn notify(&mut self, method: &str) -> Result<(), UpstreamError> {
+        self.send(&jsonrpc::notification(method, None)).await
+    }
+
+    /// Sends a request and reads until its response, handling what comes in between.
+    async fn request(
+        &mut self,
+        id: &str,
+        method: &str,
+        params: Option<&RawValue>,
+    ) -> Result<Box<RawValue>, UpstreamError> {
+        self.send(&jsonrpc::request(id, method, params)).await?;
+        loop {
+            let line = match self.reader.next_line().await {
+                Ok(line) => line,
+                Err(LineError::Eof | LineError::Io(_)) => return Err(UpstreamError::Exited),
+                Err(LineError::TooLarge { max }) => return Err(UpstreamError::TooLarge { max }),
+            };
+            let Ok(text) = std::str::from_utf8(line) else {
+                return Err(UpstreamError::Protocol("output is not UTF-8".into()));
+            };
+            let Ok(envelope) = Envelope::parse(text) else {
+                // Not JSON-RPC (a stray print to stdout): the spec forbids it; skip it.
+                tracing::debug!("MCP server wrote a non-JSON-RPC line; ignored");
+                continue;
+            };
+            match envelope.kind() {
+                Kind::Response if envelope.id.is_some_and(|i| i.get() == id) => {
+                    if let Some(error) = envelope.error {
+                        return Err(UpstreamError::Rpc(error.to_owned()));
+                    }
+                    return envelope
+                        .result
+                        .map(RawValue::to_owned)
+                        .ok_or_else(|| UpstreamError::Protocol("response without result".into()));
+                }
+                Kind::Request => {
+                    // Server-to-client requests (sampling, roots, elicitation) are not offered
+                    // on this path: say so, so the server does not wait forever.
+                    let rid = envelope.id.map_or("null", RawValue::get).to_string();
+                    let reply = jsonrpc::error_response(
+                        &rid,
+                        jsonrpc::code::METHOD_NOT_FOUND,
+                        "the client of this gateway route does not take requests",
+                    );
+                    self.send(&reply).await?;
+                }
+                Kind::Notification => {
+                    if let Some(events) = &self.events {
+                        // A slow client must not stall the server: drop rather than wait.
+                        let _ = events.try_send(ServerMessage::Notification(text.to_string()));
+                    }
+                }
+                Kind::Response | Kind::Invalid => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,35 @@
+use super::*;
+
+async fn lines(input: &[u8], max: usize) -> Vec<Result<String, String>> {
+    let mut reader = LineReader::new(input, max);
+    let mut out = Vec::new();
+    loop {
+        match reader.next_line().await {
+            Ok(line) => out.push(Ok(String::from_utf8_lossy(line).into_owned())),
+            Err(LineError::Eof) => break,
+            Err(e) => {
+                out.push(Err(e.to_string()));
+                break;
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn splits_lines_and_skips_blank_ones() {
+    let got = lines(b"{\"a\":1}\n\n  \r\n{\"b\":2}\r\n{\"c\":3}", 100).await;
+    assert_eq!(got, vec![Ok("{\"a\":1}".into()), Ok("{\"b\":2}".into())]);
+}
+
+#[tokio::test]
+async fn oversized_line_is_an_error_not_a_cut() {
+    let mut input = vec![b'x'; 50];
+    input.push(b'\n');
+    let got = lines(&input, 10).await;
+    assert_eq!(got.len(), 1);
+    assert!(got[0].as_ref().is_err_and(|e| e.contains("larger than 10")), "{got:?}");
+    // Exactly at the limit is fine.
+    let got = lines(b"0123456789\n", 10).await;
+    assert_eq!(got, vec![Ok("0123456789".into())]);
+}
