@@ -42,6 +42,19 @@ pub enum Command {
     DemoServer,
     /// Load and validate the config, print it with secrets redacted.
     CheckConfig,
+    /// A stdio MCP server for Claude Desktop that relays to a gateway. Credentials come
+    /// from SWITCHBOARD_TOKEN or SWITCHBOARD_CREDENTIALS (a JSON object), never from argv.
+    Bridge {
+        /// Base URL of the gateway (the load balancer), e.g. http://127.0.0.1:8080.
+        #[arg(long, env = "SWITCHBOARD_URL")]
+        url: String,
+        /// `legacy` uses /init, /tools, /call-tool; `mcp` relays to /mcp (Streamable HTTP).
+        #[arg(long, default_value = "legacy")]
+        transport: crate::bridge::Transport,
+        /// Bound on each HTTP call to the gateway, in seconds.
+        #[arg(long, default_value_t = 60.0)]
+        timeout_secs: f64,
+    },
 }
 
 /// Runs the parsed command line.
@@ -49,6 +62,16 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::DemoServer => {
             crate::demo::run().context("demo server")?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bridge { url, transport, timeout_secs } => {
+            telemetry::init_logging(cli.log_format, "warn");
+            let credentials = crate::bridge::credentials_from_env(&process_env)?;
+            let mut options = crate::bridge::BridgeOptions::new(url, transport, credentials);
+            options.request_timeout = std::time::Duration::try_from_secs_f64(timeout_secs)
+                .context("--timeout-secs must be a positive number")?;
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(crate::bridge::run(options, tokio::io::stdin(), tokio::io::stdout()))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::CheckConfig => {

@@ -73,7 +73,8 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(admin::readyz))
         .route("/metrics", get(admin::metrics))
         .fallback(|| async { ApiError::new(axum::http::StatusCode::NOT_FOUND, "not_found", "no such route") })
-        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        // Bodies are read by the handlers with their own bound (see routes::read_body).
+        .layer(DefaultBodyLimit::disable())
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }

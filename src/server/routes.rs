@@ -5,11 +5,12 @@
 
 use std::time::SystemTime;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use bytes::BytesMut;
+use futures_util::StreamExt;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
@@ -50,18 +51,38 @@ pub(super) struct CallToolRequest {
     cache: Option<bool>,
 }
 
-/// Parses a JSON body, mapping every failure to a JSON error.
-pub(super) fn parse_body<T: DeserializeOwned>(
-    state: &AppState,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<T, ApiError> {
-    let bytes = body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::too_large(state.config.max_body_bytes)
-        } else {
-            ApiError::bad_request(format!("could not read the request body: {rejection}"))
+/// Most bytes of an over-limit body read and discarded so the client gets its 413
+/// (a server that stops reading mid-body makes many clients see a reset instead).
+const MAX_DISCARD_BYTES: usize = 64 * 1024 * 1024;
+
+/// Reads a body of at most `max_body_bytes`. Over the limit: the rest is drained
+/// (bounded) and the answer is 413.
+pub(super) async fn read_body(state: &AppState, body: Body) -> Result<Bytes, ApiError> {
+    let limit = state.config.max_body_bytes;
+    let mut stream = body.into_data_stream();
+    let mut buf = BytesMut::new();
+    let mut seen = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk =
+            chunk.map_err(|e| ApiError::bad_request(format!("could not read the request body: {e}")))?;
+        seen = seen.saturating_add(chunk.len());
+        if seen > limit {
+            if seen > MAX_DISCARD_BYTES {
+                break;
+            }
+            continue;
         }
-    })?;
+        buf.extend_from_slice(&chunk);
+    }
+    if seen > limit {
+        return Err(ApiError::too_large(limit));
+    }
+    Ok(buf.freeze())
+}
+
+/// Reads and parses a JSON body, mapping every failure to a JSON error.
+pub(super) async fn parse_body<T: DeserializeOwned>(state: &AppState, body: Body) -> Result<T, ApiError> {
+    let bytes = read_body(state, body).await?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request("the request body is empty; a JSON object is expected"));
     }
@@ -174,11 +195,8 @@ pub(super) fn route_tool<'a>(state: &'a AppState, tool: &'a str) -> Result<(&'a 
     })
 }
 
-pub(super) async fn init(
-    State(state): State<AppState>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let request: InitRequest = parse_body(&state, body)?;
+pub(super) async fn init(State(state): State<AppState>, body: Body) -> Result<Response, ApiError> {
+    let request: InitRequest = parse_body(&state, body).await?;
     let client = request.client.unwrap_or(serde_json::Value::Null);
     let id = create_session(&state, &request.credentials, client, None).await?;
     let body = serde_json::json!({ "session_id": id.as_str(), "idle_ttl_secs": state.config.idle_ttl_secs })
@@ -193,9 +211,9 @@ pub(super) async fn init(
 pub(super) async fn call_tool(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Response, ApiError> {
-    let request: CallToolRequest = parse_body(&state, body)?;
+    let request: CallToolRequest = parse_body(&state, body).await?;
     if request.tool.is_empty() {
         return Err(ApiError::bad_request("`tool` must be a non-empty string"));
     }
@@ -307,9 +325,9 @@ pub(super) async fn get_session(
 pub(super) async fn patch_session(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Response, ApiError> {
-    let patch: serde_json::Value = parse_body(&state, body)?;
+    let patch: serde_json::Value = parse_body(&state, body).await?;
     if !patch.is_object() {
         return Err(ApiError::bad_request("the body must be a JSON merge patch object for `state`"));
     }

@@ -1,0 +1,299 @@
+//! Real processes for the integration tests: `redis-server` and `switchboard serve`
+//! on free loopback ports, started per test and stopped by pid on drop. Nothing here
+//! uses a service the test did not start.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const SECRET_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+/// The switchboard binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_switchboard")
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("local addr").port()
+}
+
+fn wait_until(limit: Duration, mut ready: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if ready() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+fn signal(pid: u32, sig: i32) {
+    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+}
+
+/// A private `redis-server` on a free port, no persistence.
+pub struct Redis {
+    pub port: u16,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Redis {
+    pub fn start() -> Self {
+        for _ in 0..5 {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let port = free_port();
+            let child = Command::new("redis-server")
+                .args([
+                    "--port",
+                    &port.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ])
+                .arg("--dir")
+                .arg(dir.path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-server must be installed (scripts/test.sh installs it)");
+            let mut redis = Self { port, child, _dir: dir };
+            if wait_until(Duration::from_secs(5), || redis.cli(&["PING"]).is_ok_and(|o| o.trim() == "PONG")) {
+                return redis;
+            }
+            let _ = redis.child.kill();
+        }
+        panic!("redis-server did not start");
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Runs a command with `redis-cli` and returns its raw output.
+    pub fn cli(&self, args: &[&str]) -> Result<String, String> {
+        let out = Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    /// Every key, by SCAN.
+    pub fn keys(&self) -> Vec<String> {
+        self.cli(&["--scan"]).unwrap_or_default().lines().map(String::from).collect()
+    }
+
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A running `switchboard serve`.
+pub struct Worker {
+    pub port: u16,
+    pub child: Child,
+    env: Vec<(String, String)>,
+    config: Option<PathBuf>,
+}
+
+impl Worker {
+    /// Starts a worker with `env` on a free port (or `SWITCHBOARD_LISTEN` if given).
+    pub fn start(env: &[(&str, &str)], config: Option<&Path>) -> Self {
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let port = env
+            .iter()
+            .find(|(k, _)| k == "SWITCHBOARD_LISTEN")
+            .and_then(|(_, v)| v.rsplit(':').next()?.parse().ok())
+            .unwrap_or_else(free_port);
+        let child = Self::spawn(port, &env, config);
+        let mut worker = Self { port, child, env, config: config.map(Path::to_path_buf) };
+        worker.wait_ready();
+        worker
+    }
+
+    /// A worker on `redis` with the test secret key and the token `demo`.
+    pub fn with_redis(redis: &Redis, extra: &[(&str, &str)]) -> Self {
+        let url = redis.url();
+        let mut env = vec![
+            ("SWITCHBOARD_REDIS_URL", url.as_str()),
+            ("SWITCHBOARD_SECRET_KEY", SECRET_KEY),
+            ("SWITCHBOARD_AUTH_STATIC_TOKENS", "demo"),
+        ];
+        env.extend_from_slice(extra);
+        Self::start(&env, None)
+    }
+
+    fn spawn(port: u16, env: &[(String, String)], config: Option<&Path>) -> Child {
+        let mut command = Command::new(bin());
+        if let Some(path) = config {
+            command.arg("--config").arg(path);
+        }
+        command
+            .arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", std::env::var("HOME").unwrap_or_default())
+            .env("RUST_LOG", "warn")
+            .env("SWITCHBOARD_LISTEN", format!("127.0.0.1:{port}"))
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn switchboard serve")
+    }
+
+    fn wait_ready(&mut self) {
+        let url = format!("127.0.0.1:{}", self.port);
+        let ok = wait_until(Duration::from_secs(15), || std::net::TcpStream::connect(&url).is_ok());
+        assert!(ok, "worker on port {} did not start", self.port);
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGTERM, then wait for the exit (SIGKILL after 15 s).
+    pub fn stop(&mut self) {
+        signal(self.child.id(), 15);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the same worker again (same port and settings).
+    pub fn restart(&mut self) {
+        self.stop();
+        self.child = Self::spawn(self.port, &self.env, self.config.as_deref());
+        self.wait_ready();
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.stop();
+        }
+    }
+}
+
+/// (pid, ppid, pgid) of every process, from /proc.
+pub fn processes() -> Vec<(u32, u32, u32)> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else { return out };
+    for entry in dir.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        // Fields after the parenthesised command: state ppid pgrp ...
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else { continue };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if let (Some(ppid), Some(pgid)) = (fields.get(1), fields.get(2)) {
+            out.push((pid, ppid.parse().unwrap_or(0), pgid.parse().unwrap_or(0)));
+        }
+    }
+    out
+}
+
+/// Children (direct, alive or zombie) of `pid`.
+pub fn children_of(pid: u32) -> Vec<u32> {
+    processes().into_iter().filter(|(_, ppid, _)| *ppid == pid).map(|(p, _, _)| p).collect()
+}
+
+/// Members of process group `pgid`.
+pub fn group_members(pgid: u32) -> Vec<u32> {
+    processes().into_iter().filter(|(_, _, g)| *g == pgid).map(|(p, _, _)| p).collect()
+}
+
+/// Waits up to `limit` for `check` to hold; returns whether it did.
+pub fn eventually(limit: Duration, check: impl FnMut() -> bool) -> bool {
+    wait_until(limit, check)
+}
+
+/// An HTTP client for the tests.
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("http client")
+}
+
+/// POST /init with the token `demo`; returns the session id.
+pub async fn init(client: &reqwest::Client, worker: &Worker) -> String {
+    init_with(client, worker, serde_json::json!({"token": "demo"})).await
+}
+
+pub async fn init_with(client: &reqwest::Client, worker: &Worker, credentials: serde_json::Value) -> String {
+    let response = client
+        .post(worker.url("/init"))
+        .json(&serde_json::json!({ "credentials": credentials }))
+        .send()
+        .await
+        .expect("POST /init");
+    assert_eq!(response.status(), 200, "init failed");
+    let body: serde_json::Value = response.json().await.expect("init body");
+    body["session_id"].as_str().expect("session_id").to_string()
+}
+
+/// POST /call-tool; returns (status, body).
+pub async fn call_tool(
+    client: &reqwest::Client,
+    worker: &Worker,
+    session: &str,
+    tool: &str,
+    arguments: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let response = client
+        .post(worker.url("/call-tool"))
+        .header("Mcp-Session-Id", session)
+        .json(&serde_json::json!({ "tool": tool, "arguments": arguments }))
+        .send()
+        .await
+        .expect("POST /call-tool");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// Writes a config file into `dir` and returns its path.
+pub fn write_config(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("switchboard.toml");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+/// Path of a fixture script.
+pub fn fixture(name: &str) -> String {
+    format!("{}/tests/it/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+}
