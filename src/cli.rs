@@ -146,7 +146,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         max_children = config.max_children,
         "switchboard worker ready"
     );
+    let worker_id = crate::session::SessionId::generate().map_err(|e| anyhow::anyhow!("OS random source: {e}"))?.as_str()[..10].replace(['-', '_'], "x");
+    let keys = crate::store::Keys::new(&config.key_prefix);
     let state = AppState::new(Shared {
+        relay: Arc::new(crate::upstream::ReplyRouter::new(worker_id)),
+        inflight: server::Inflight::default(),
+        keys,
         config,
         store,
         sealer,
@@ -155,6 +160,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         metrics,
         draining: AtomicBool::new(false),
     });
+    server::spawn_dispatcher(state.clone());
     server::run(listener, state, shutdown_signal()).await?;
     Ok(())
 }

@@ -42,6 +42,11 @@ use scenario::{Target, TaskState};
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// A connection that takes longer than this to open counts as `connect`.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Idle pooled connections older than this are not reused: Node's HTTP
+/// server (supergateway) closes idle keep-alive connections after 5 s, and
+/// a POST sent on a connection the server is closing fails without a retry.
+/// Setup of many stateless sessions can leave connections idle that long.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 /// How often the progress bar is redrawn.
 const PROGRESS_TICK: Duration = Duration::from_millis(200);
 
@@ -79,19 +84,13 @@ pub enum BenchError {
 /// Runs one bench: setup, the timed closed loop, cleanup; returns the report.
 pub async fn run(opts: &BenchOptions) -> Result<BenchReport, BenchError> {
     if opts.concurrency == 0 {
-        return Err(BenchError::InvalidOptions(
-            "concurrency must be at least 1".into(),
-        ));
+        return Err(BenchError::InvalidOptions("concurrency must be at least 1".into()));
     }
     if opts.duration.is_zero() {
-        return Err(BenchError::InvalidOptions(
-            "duration must be above zero".into(),
-        ));
+        return Err(BenchError::InvalidOptions("duration must be above zero".into()));
     }
     if opts.requests == Some(0) {
-        return Err(BenchError::InvalidOptions(
-            "requests must be at least 1".into(),
-        ));
+        return Err(BenchError::InvalidOptions("requests must be at least 1".into()));
     }
     let client = reqwest::Client::builder()
         .no_proxy()
@@ -99,6 +98,7 @@ pub async fn run(opts: &BenchOptions) -> Result<BenchReport, BenchError> {
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(REQUEST_TIMEOUT)
         .pool_max_idle_per_host(opts.concurrency)
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
         .build()
         .map_err(BenchError::Client)?;
     let target = Arc::new(Target::new(opts)?);
@@ -106,9 +106,7 @@ pub async fn run(opts: &BenchOptions) -> Result<BenchReport, BenchError> {
     let states = open_all(&client, &target, opts.concurrency).await?;
 
     let counters = Arc::new(LiveCounters::default());
-    let progress = opts
-        .progress
-        .then(|| start_progress(opts, Arc::clone(&counters)));
+    let progress = opts.progress.then(|| start_progress(opts, Arc::clone(&counters)));
     let started = Instant::now();
     let deadline = started + opts.duration;
     let mut loops = JoinSet::new();

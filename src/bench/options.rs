@@ -49,9 +49,7 @@ impl FromStr for Scenario {
             "call" => Ok(Scenario::Call),
             "call-cached" => Ok(Scenario::CallCached),
             "mcp" => Ok(Scenario::Mcp),
-            other => Err(format!(
-                "unknown scenario {other:?} (expected init, call, call-cached or mcp)"
-            )),
+            other => Err(format!("unknown scenario {other:?} (expected init, call, call-cached or mcp)")),
         }
     }
 }
@@ -102,13 +100,9 @@ impl Default for BenchOptions {
 /// Parses a duration such as `10s`, `500ms`, `2m`, `1.5s` or `10` (seconds).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("invalid duration {text:?} (try 10s, 500ms, 2m)"))?;
+    let value: f64 = number.parse().map_err(|_| format!("invalid duration {text:?} (try 10s, 500ms, 2m)"))?;
     let seconds = match unit.trim() {
         "" | "s" | "sec" | "secs" => value,
         "ms" => value / 1e3,
@@ -124,9 +118,5 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 pub fn parse_arguments(text: &str) -> Result<serde_json::Value, String> {
     let value: serde_json::Value =
         serde_json::from_str(text).map_err(|e| format!("arguments are not JSON: {e}"))?;
-    if value.is_object() {
-        Ok(value)
-    } else {
-        Err("arguments must be a JSON object".to_owned())
-    }
+    if value.is_object() { Ok(value) } else { Err("arguments must be a JSON object".to_owned()) }
 }

@@ -200,11 +200,7 @@ impl BenchReport {
             url,
             concurrency,
             elapsed_secs: secs,
-            calls_per_sec: if secs > 0.0 {
-                tally.ok as f64 / secs
-            } else {
-                0.0
-            },
+            calls_per_sec: if secs > 0.0 { tally.ok as f64 / secs } else { 0.0 },
             min_ms,
             mean_ms,
             p50_ms,
@@ -255,31 +251,18 @@ impl BenchReport {
         let _ = writeln!(
             out,
             "| {:.1} | {:.3} | {:.3} | {:.3} | {:.3} | {} | {} |",
-            self.calls_per_sec,
-            self.p50_ms,
-            self.p90_ms,
-            self.p99_ms,
-            self.max_ms,
-            self.ok,
-            self.errors
+            self.calls_per_sec, self.p50_ms, self.p90_ms, self.p99_ms, self.max_ms, self.ok, self.errors
         );
         if !self.errors_by_kind.is_empty() {
-            let kinds: Vec<String> = self
-                .errors_by_kind
-                .iter()
-                .map(|(kind, count)| format!("{kind} {count}"))
-                .collect();
+            let kinds: Vec<String> =
+                self.errors_by_kind.iter().map(|(kind, count)| format!("{kind} {count}")).collect();
             let _ = writeln!(out, "errors by kind: {}", kinds.join(", "));
         }
         if self.cached > 0 {
             let _ = writeln!(out, "answered from cache: {} of {}", self.cached, self.ok);
         }
         if self.cancelled > 0 {
-            let _ = writeln!(
-                out,
-                "in flight at the deadline (not counted): {}",
-                self.cancelled
-            );
+            let _ = writeln!(out, "in flight at the deadline (not counted): {}", self.cancelled);
         }
         out
     }

@@ -58,16 +58,11 @@ impl Target {
     /// Builds the shared request parts from the options.
     pub(crate) fn new(opts: &BenchOptions) -> Result<Self, BenchError> {
         let url = opts.url.trim_end_matches('/').to_owned();
-        let parsed =
-            reqwest::Url::parse(&url).map_err(|e| BenchError::InvalidUrl(format!("{url}: {e}")))?;
+        let parsed = reqwest::Url::parse(&url).map_err(|e| BenchError::InvalidUrl(format!("{url}: {e}")))?;
         if !matches!(parsed.scheme(), "http" | "https") {
             return Err(BenchError::InvalidUrl(format!("{url}: not http(s)")));
         }
-        let mcp_url = if url.ends_with("/mcp") {
-            url.clone()
-        } else {
-            format!("{url}/mcp")
-        };
+        let mcp_url = if url.ends_with("/mcp") { url.clone() } else { format!("{url}/mcp") };
         let base = url.strip_suffix("/mcp").unwrap_or(&url).to_owned();
         let mut call = serde_json::json!({ "tool": opts.tool, "arguments": opts.arguments });
         if opts.scenario == Scenario::Call {
@@ -99,11 +94,7 @@ impl Target {
     }
 
     /// Untimed per-task setup: opens what the scenario needs.
-    pub(crate) async fn open(
-        &self,
-        client: &reqwest::Client,
-        task: usize,
-    ) -> Result<TaskState, BenchError> {
+    pub(crate) async fn open(&self, client: &reqwest::Client, task: usize) -> Result<TaskState, BenchError> {
         let setup = |step: &'static str, detail: String| BenchError::Setup { task, step, detail };
         match self.scenario {
             Scenario::Init => Ok(TaskState::Init),
@@ -133,11 +124,7 @@ impl Target {
         }
     }
 
-    async fn open_mcp(
-        &self,
-        client: &reqwest::Client,
-        task: usize,
-    ) -> Result<TaskState, BenchError> {
+    async fn open_mcp(&self, client: &reqwest::Client, task: usize) -> Result<TaskState, BenchError> {
         let setup = |step: &'static str, detail: String| BenchError::Setup { task, step, detail };
         let id = (task as u64 + 1) * ID_STRIDE;
         let initialize = serde_json::json!({
@@ -158,10 +145,7 @@ impl Target {
         let status = resp.status();
         if !status.is_success() {
             let text = resp.text().await.unwrap_or_default();
-            return Err(setup(
-                "initialize",
-                format!("HTTP {status}: {}", snippet(&text)),
-            ));
+            return Err(setup("initialize", format!("HTTP {status}: {}", snippet(&text))));
         }
         let session = resp.headers().get(SESSION_HEADER).cloned();
         let reply: RpcReply<InitializeResult> = match read_rpc_reply(resp, id).await {
@@ -170,45 +154,25 @@ impl Target {
             Err(kind) => return Err(setup("initialize", kind.key())),
         };
         if let Some(err) = reply.error {
-            return Err(setup(
-                "initialize",
-                format!("JSON-RPC error {}: {}", err.code, err.message),
-            ));
+            return Err(setup("initialize", format!("JSON-RPC error {}: {}", err.code, err.message)));
         }
-        let negotiated = reply
-            .result
-            .and_then(|r| r.protocol_version)
-            .unwrap_or_else(|| MCP_PROTOCOL_VERSION.to_owned());
-        let protocol = HeaderValue::from_str(&negotiated).map_err(|_| {
-            setup(
-                "initialize",
-                "protocol version is not a header value".into(),
-            )
-        })?;
-        let initialized =
-            Bytes::from_static(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+        let negotiated =
+            reply.result.and_then(|r| r.protocol_version).unwrap_or_else(|| MCP_PROTOCOL_VERSION.to_owned());
+        let protocol = HeaderValue::from_str(&negotiated)
+            .map_err(|_| setup("initialize", "protocol version is not a header value".into()))?;
+        let initialized = Bytes::from_static(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
         let resp = self
             .mcp_post(client, session.as_ref(), Some(&protocol), initialized)
             .send()
             .await
             .map_err(|e| setup("notifications/initialized", e.to_string()))?;
-        read_success(resp)
-            .await
-            .map_err(|d| setup("notifications/initialized", d))?;
-        Ok(TaskState::Mcp {
-            session,
-            protocol,
-            next_id: id + 1,
-        })
+        read_success(resp).await.map_err(|d| setup("notifications/initialized", d))?;
+        Ok(TaskState::Mcp { session, protocol, next_id: id + 1 })
     }
 
     /// One timed request. Returns the outcome and the latency from sending
     /// to having the answer (draining the rest of a stream is not counted).
-    pub(crate) async fn call(
-        &self,
-        client: &reqwest::Client,
-        state: &mut TaskState,
-    ) -> (Outcome, Duration) {
+    pub(crate) async fn call(&self, client: &reqwest::Client, state: &mut TaskState) -> (Outcome, Duration) {
         let started = Instant::now();
         match state {
             TaskState::Init => {
@@ -233,10 +197,7 @@ impl Target {
                     .send()
                     .await;
                 let outcome = match read_json::<CallToolReply>(sent).await {
-                    Ok(CallToolReply {
-                        result: Some(result),
-                        cached,
-                    }) => {
+                    Ok(CallToolReply { result: Some(result), cached }) => {
                         if result.is_error {
                             Outcome::Failed(ErrorKind::ToolError)
                         } else {
@@ -248,28 +209,19 @@ impl Target {
                 };
                 (outcome, started.elapsed())
             }
-            TaskState::Mcp {
-                session,
-                protocol,
-                next_id,
-            } => {
+            TaskState::Mcp { session, protocol, next_id } => {
                 let id = *next_id;
                 *next_id += 1;
                 let body = format!(
                     r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":{},"arguments":{}}}}}"#,
                     self.tool_json, self.arguments_json
                 );
-                let sent = self
-                    .mcp_post(client, session.as_ref(), Some(protocol), Bytes::from(body))
-                    .send()
-                    .await;
+                let sent =
+                    self.mcp_post(client, session.as_ref(), Some(protocol), Bytes::from(body)).send().await;
                 let resp = match sent {
                     Ok(resp) => resp,
                     Err(e) => {
-                        return (
-                            Outcome::Failed(ErrorKind::from_reqwest(&e)),
-                            started.elapsed(),
-                        );
+                        return (Outcome::Failed(ErrorKind::from_reqwest(&e)), started.elapsed());
                     }
                 };
                 if !resp.status().is_success() {
@@ -279,14 +231,10 @@ impl Target {
                 }
                 let mut latency = started.elapsed();
                 let outcome =
-                    match read_rpc_reply_timed::<ToolResultFlag>(resp, id, started, &mut latency)
-                        .await
-                    {
+                    match read_rpc_reply_timed::<ToolResultFlag>(resp, id, started, &mut latency).await {
                         Ok(Some(reply)) => match (reply.error, reply.result) {
                             (Some(_), _) => Outcome::Failed(ErrorKind::RpcError),
-                            (None, Some(flag)) if flag.is_error => {
-                                Outcome::Failed(ErrorKind::ToolError)
-                            }
+                            (None, Some(flag)) if flag.is_error => Outcome::Failed(ErrorKind::ToolError),
                             (None, Some(_)) => Outcome::Ok { cached: false },
                             (None, None) => Outcome::Failed(ErrorKind::NoReply),
                         },
@@ -302,15 +250,9 @@ impl Target {
     pub(crate) async fn close(&self, client: &reqwest::Client, state: TaskState) {
         let request = match state {
             TaskState::Init => return,
-            TaskState::Call { session } => client
-                .delete(&self.session_url)
-                .header(SESSION_HEADER, session),
+            TaskState::Call { session } => client.delete(&self.session_url).header(SESSION_HEADER, session),
             TaskState::Mcp { session: None, .. } => return,
-            TaskState::Mcp {
-                session: Some(session),
-                protocol,
-                ..
-            } => client
+            TaskState::Mcp { session: Some(session), protocol, .. } => client
                 .delete(&self.mcp_url)
                 .header(AUTHORIZATION, self.authorization.clone())
                 .header(PROTOCOL_HEADER, protocol)
@@ -415,10 +357,7 @@ async fn read_success(resp: reqwest::Response) -> Result<Bytes, String> {
     if status.is_success() {
         Ok(body)
     } else {
-        Err(format!(
-            "HTTP {status}: {}",
-            snippet(&String::from_utf8_lossy(&body))
-        ))
+        Err(format!("HTTP {status}: {}", snippet(&String::from_utf8_lossy(&body))))
     }
 }
 
@@ -428,10 +367,7 @@ async fn read_json<T: serde::de::DeserializeOwned>(
 ) -> Result<T, ErrorKind> {
     let resp = sent.map_err(|e| ErrorKind::from_reqwest(&e))?;
     let status = resp.status();
-    let body = resp
-        .bytes()
-        .await
-        .map_err(|e| ErrorKind::from_reqwest(&e))?;
+    let body = resp.bytes().await.map_err(|e| ErrorKind::from_reqwest(&e))?;
     if !status.is_success() {
         return Err(ErrorKind::Http(status.as_u16()));
     }
@@ -462,19 +398,13 @@ async fn read_rpc_reply_timed<T: serde::de::DeserializeOwned>(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim_start().starts_with("text/event-stream"));
     if !is_sse {
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| ErrorKind::from_reqwest(&e))?;
+        let body = resp.bytes().await.map_err(|e| ErrorKind::from_reqwest(&e))?;
         *latency = started.elapsed();
         return Ok(find_reply(&body, id));
     }
     let mut decoder = SseDecoder::default();
     loop {
-        let chunk = resp
-            .chunk()
-            .await
-            .map_err(|e| ErrorKind::from_reqwest(&e))?;
+        let chunk = resp.chunk().await.map_err(|e| ErrorKind::from_reqwest(&e))?;
         let events = match &chunk {
             Some(chunk) => decoder.push(chunk),
             None => decoder.finish().into_iter().collect(),
@@ -495,8 +425,6 @@ async fn read_rpc_reply_timed<T: serde::de::DeserializeOwned>(
 
 /// Reads and discards the rest of a body for at most [`DRAIN_TIMEOUT`].
 async fn drain(mut resp: reqwest::Response) {
-    let _ = tokio::time::timeout(DRAIN_TIMEOUT, async {
-        while let Ok(Some(_)) = resp.chunk().await {}
-    })
-    .await;
+    let _ =
+        tokio::time::timeout(DRAIN_TIMEOUT, async { while let Ok(Some(_)) = resp.chunk().await {} }).await;
 }

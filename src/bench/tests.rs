@@ -1,5 +1,3 @@
-#![allow(clippy::unwrap_used)]
-
 use std::time::Duration;
 
 use super::options::{BenchOptions, Scenario, parse_arguments, parse_duration};
@@ -25,16 +23,14 @@ fn data(chunks: &[&str]) -> Vec<String> {
 fn sse_event_is_dispatched_on_blank_line() {
     assert_eq!(
         events(&["event: message\ndata: {\"id\":1}\n\n"]),
-        vec![SseEvent {
-            event: "message".into(),
-            data: "{\"id\":1}".into()
-        }]
+        vec![SseEvent { event: "message".into(), data: "{\"id\":1}".into() }]
     );
 }
 
 #[test]
 fn sse_survives_any_chunk_split_and_line_ending() {
-    let whole = "id: 7\r\nevent: message\r\ndata: {\"a\":\r\ndata: 1}\r\n\r\n: keep-alive\n\ndata:x\r\rdata: y\n\n";
+    let whole =
+        "id: 7\r\nevent: message\r\ndata: {\"a\":\r\ndata: 1}\r\n\r\n: keep-alive\n\ndata:x\r\rdata: y\n\n";
     let expected = vec!["{\"a\":\n1}".to_owned(), "x".to_owned(), "y".to_owned()];
     for split in 0..whole.len() {
         let (a, b) = whole.split_at(split);
@@ -47,10 +43,7 @@ fn sse_survives_any_chunk_split_and_line_ending() {
 
 #[test]
 fn sse_ignores_comments_and_events_without_data() {
-    assert_eq!(
-        data(&[": ping\n\nevent: x\n\nretry: 10\n\n"]),
-        Vec::<String>::new()
-    );
+    assert_eq!(data(&[": ping\n\nevent: x\n\nretry: 10\n\n"]), Vec::<String>::new());
 }
 
 #[test]
@@ -71,33 +64,13 @@ fn outcome(text: &str, id: u64) -> Option<&'static str> {
 #[test]
 fn reply_is_matched_by_id_in_messages_and_batches() {
     let cases: &[(&str, u64, Option<&str>)] = &[
-        (
-            r#"{"jsonrpc":"2.0","id":5,"result":{"content":[]}}"#,
-            5,
-            Some("ok"),
-        ),
-        (
-            r#"{"jsonrpc":"2.0","id":5,"result":{"content":[],"isError":true}}"#,
-            5,
-            Some("tool_error"),
-        ),
-        (
-            r#"{"jsonrpc":"2.0","id":5,"error":{"code":-32602,"message":"no"}}"#,
-            5,
-            Some("rpc_error"),
-        ),
+        (r#"{"jsonrpc":"2.0","id":5,"result":{"content":[]}}"#, 5, Some("ok")),
+        (r#"{"jsonrpc":"2.0","id":5,"result":{"content":[],"isError":true}}"#, 5, Some("tool_error")),
+        (r#"{"jsonrpc":"2.0","id":5,"error":{"code":-32602,"message":"no"}}"#, 5, Some("rpc_error")),
         (r#"{"jsonrpc":"2.0","id":4,"result":{}}"#, 5, None),
         (r#"{"jsonrpc":"2.0","id":"5","result":{}}"#, 5, None),
-        (
-            r#"{"jsonrpc":"2.0","method":"notifications/progress","params":{}}"#,
-            5,
-            None,
-        ),
-        (
-            r#"{"jsonrpc":"2.0","id":5,"method":"sampling/createMessage","params":{}}"#,
-            5,
-            None,
-        ),
+        (r#"{"jsonrpc":"2.0","method":"notifications/progress","params":{}}"#, 5, None),
+        (r#"{"jsonrpc":"2.0","id":5,"method":"sampling/createMessage","params":{}}"#, 5, None),
         (
             r#"[{"jsonrpc":"2.0","id":4,"result":{}},{"jsonrpc":"2.0","id":5,"result":{"isError":false}}]"#,
             5,
@@ -140,50 +113,25 @@ fn percentiles_come_from_successful_calls_only() {
     let latencies: Vec<u64> = (1..=100).collect();
     let report = report_of(
         &latencies,
-        &[
-            ErrorKind::Http(503),
-            ErrorKind::Http(503),
-            ErrorKind::Timeout,
-            ErrorKind::ToolError,
-        ],
+        &[ErrorKind::Http(503), ErrorKind::Http(503), ErrorKind::Timeout, ErrorKind::ToolError],
     );
     assert_eq!(report.ok, 100);
     assert_eq!(report.errors, 4);
     assert_eq!(report.cached, 1);
-    assert!(
-        close(report.calls_per_sec, 10.0),
-        "{}",
-        report.calls_per_sec
-    );
+    assert!(close(report.calls_per_sec, 10.0), "{}", report.calls_per_sec);
     assert!(close(report.p50_ms, 50.0), "{}", report.p50_ms);
     assert!(close(report.p90_ms, 90.0), "{}", report.p90_ms);
     assert!(close(report.p99_ms, 99.0), "{}", report.p99_ms);
     assert!(close(report.max_ms, 100.0), "{}", report.max_ms);
     assert!(close(report.min_ms, 1.0), "{}", report.min_ms);
-    let kinds: Vec<(&str, u64)> = report
-        .errors_by_kind
-        .iter()
-        .map(|(k, v)| (k.as_str(), *v))
-        .collect();
-    assert_eq!(
-        kinds,
-        vec![("http_503", 2), ("timeout", 1), ("tool_error", 1)]
-    );
+    let kinds: Vec<(&str, u64)> = report.errors_by_kind.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    assert_eq!(kinds, vec![("http_503", 2), ("timeout", 1), ("tool_error", 1)]);
 }
 
 #[test]
 fn json_has_the_documented_fields() {
     let json = report_of(&[2, 4], &[ErrorKind::RpcError]).to_json();
-    for field in [
-        "calls_per_sec",
-        "p50_ms",
-        "p90_ms",
-        "p99_ms",
-        "max_ms",
-        "ok",
-        "errors",
-        "errors_by_kind",
-    ] {
+    for field in ["calls_per_sec", "p50_ms", "p90_ms", "p99_ms", "max_ms", "ok", "errors", "errors_by_kind"] {
         assert!(json.get(field).is_some(), "missing {field} in {json}");
     }
     assert_eq!(json["errors_by_kind"]["rpc_error"], 1);
@@ -236,12 +184,7 @@ fn arguments_must_be_an_object() {
 
 #[test]
 fn scenarios_round_trip_through_their_names() {
-    for scenario in [
-        Scenario::Init,
-        Scenario::Call,
-        Scenario::CallCached,
-        Scenario::Mcp,
-    ] {
+    for scenario in [Scenario::Init, Scenario::Call, Scenario::CallCached, Scenario::Mcp] {
         assert_eq!(scenario.as_str().parse::<Scenario>(), Ok(scenario));
     }
     assert!("calls".parse::<Scenario>().is_err());
@@ -250,38 +193,22 @@ fn scenarios_round_trip_through_their_names() {
 #[test]
 fn mcp_url_is_derived_from_the_base_url() {
     let target = |url: &str, scenario| {
-        let opts = BenchOptions {
-            url: url.into(),
-            scenario,
-            ..BenchOptions::default()
-        };
+        let opts = BenchOptions { url: url.into(), scenario, ..BenchOptions::default() };
         Target::new(&opts).unwrap().timed_url().to_owned()
     };
     assert_eq!(target("http://h:1", Scenario::Mcp), "http://h:1/mcp");
     assert_eq!(target("http://h:1/", Scenario::Mcp), "http://h:1/mcp");
     assert_eq!(target("http://h:1/mcp", Scenario::Mcp), "http://h:1/mcp");
-    assert_eq!(
-        target("http://h:1/mcp", Scenario::Call),
-        "http://h:1/call-tool"
-    );
+    assert_eq!(target("http://h:1/mcp", Scenario::Call), "http://h:1/call-tool");
     assert_eq!(target("http://h:1/x", Scenario::Init), "http://h:1/x/init");
-    let bad = BenchOptions {
-        url: "ftp://h".into(),
-        ..BenchOptions::default()
-    };
+    let bad = BenchOptions { url: "ftp://h".into(), ..BenchOptions::default() };
     assert!(Target::new(&bad).is_err());
 }
 
 #[tokio::test]
 async fn zero_concurrency_is_rejected_before_any_request() {
-    let opts = BenchOptions {
-        concurrency: 0,
-        ..BenchOptions::default()
-    };
-    assert!(matches!(
-        super::run(&opts).await,
-        Err(super::BenchError::InvalidOptions(_))
-    ));
+    let opts = BenchOptions { concurrency: 0, ..BenchOptions::default() };
+    assert!(matches!(super::run(&opts).await, Err(super::BenchError::InvalidOptions(_))));
 }
 
 #[tokio::test]
@@ -298,16 +225,7 @@ async fn unreachable_target_fails_setup_with_a_clear_error() {
         ..BenchOptions::default()
     };
     let err = super::run(&opts).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            super::BenchError::Setup {
-                step: "initialize",
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert!(matches!(err, super::BenchError::Setup { step: "initialize", .. }), "{err}");
 }
 
 /// A stand-in worker on a free loopback port: `/init`, `/call-tool` (cache
@@ -382,28 +300,12 @@ async fn run_against_mock(scenario: Scenario, tool: &str) -> BenchReport {
 
 #[tokio::test]
 async fn every_scenario_stops_at_the_request_budget() {
-    for scenario in [
-        Scenario::Init,
-        Scenario::Call,
-        Scenario::CallCached,
-        Scenario::Mcp,
-    ] {
+    for scenario in [Scenario::Init, Scenario::Call, Scenario::CallCached, Scenario::Mcp] {
         let report = run_against_mock(scenario, "echo").await;
-        assert_eq!(
-            (report.ok, report.errors),
-            (60, 0),
-            "{scenario}: {report:?}"
-        );
-        let expected_cached = if scenario == Scenario::CallCached {
-            60
-        } else {
-            0
-        };
+        assert_eq!((report.ok, report.errors), (60, 0), "{scenario}: {report:?}");
+        let expected_cached = if scenario == Scenario::CallCached { 60 } else { 0 };
         assert_eq!(report.cached, expected_cached, "{scenario}");
-        assert!(
-            report.p50_ms > 0.0 && report.max_ms >= report.p99_ms,
-            "{report:?}"
-        );
+        assert!(report.p50_ms > 0.0 && report.max_ms >= report.p99_ms, "{report:?}");
     }
 }
 
@@ -426,8 +328,5 @@ async fn duration_bounds_a_run_without_a_budget() {
     let started = std::time::Instant::now();
     let report = super::run(&opts).await.unwrap();
     assert!(started.elapsed() < Duration::from_secs(5));
-    assert!(
-        report.ok > 0 && report.elapsed_secs <= 0.3 + 1e-9,
-        "{report:?}"
-    );
+    assert!(report.ok > 0 && report.elapsed_secs <= 0.3 + 1e-9, "{report:?}");
 }

@@ -20,14 +20,16 @@ use tokio::net::TcpListener;
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::crypto::Sealer;
-use crate::store::SessionStore;
+use crate::store::{Keys, SessionStore};
 use crate::telemetry::Metrics;
-use crate::upstream::McpManager;
+use crate::upstream::{McpManager, ReplyRouter};
 
 mod admin;
 pub mod error;
+mod mcp;
 mod routes;
 
+pub use mcp::{Inflight, spawn_dispatcher};
 pub use error::ApiError;
 
 /// Everything a request handler may use; cheap to clone.
@@ -44,6 +46,12 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// Set on SIGTERM: readiness turns false while in-flight requests finish.
     pub draining: AtomicBool,
+    /// Pending server-to-client requests of this worker's children (`/mcp`).
+    pub relay: Arc<ReplyRouter>,
+    /// `/mcp` requests running here, for `notifications/cancelled` from any worker.
+    pub inflight: mcp::Inflight,
+    /// Names of store keys and channels.
+    pub keys: Keys,
 }
 
 impl AppState {
@@ -69,6 +77,7 @@ pub fn router(state: AppState) -> Router {
             "/session",
             get(routes::get_session).patch(routes::patch_session).delete(routes::delete_session),
         )
+        .route("/mcp", post(mcp::post).get(mcp::get).delete(mcp::delete))
         .route("/healthz", get(admin::healthz))
         .route("/readyz", get(admin::readyz))
         .route("/metrics", get(admin::metrics))

@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use tokio::sync::mpsc;
 
 use super::{CasOutcome, SessionStore, StoreError};
 use crate::session::{SessionId, SessionRecord};
@@ -18,6 +19,7 @@ const MAX_SESSIONS: usize = 100_000;
 struct Inner {
     sessions: HashMap<String, (SessionRecord, Instant)>,
     shared: HashMap<String, (String, Instant)>,
+    subscribers: Vec<(Vec<String>, mpsc::Sender<(String, String)>)>,
 }
 
 /// A single-process store (the zero-setup default).
@@ -122,6 +124,22 @@ impl SessionStore for MemoryStore {
             inner.shared.insert(name.to_string(), (value.to_string(), Instant::now() + ttl));
         });
         Ok(())
+    }
+
+    async fn publish(&self, channel: &str, message: &str) -> Result<(), StoreError> {
+        self.with(|inner| {
+            inner.subscribers.retain(|(_, sink)| !sink.is_closed());
+            for (channels, sink) in &inner.subscribers {
+                if channels.iter().any(|c| c == channel) {
+                    let _ = sink.try_send((channel.to_string(), message.to_string()));
+                }
+            }
+        });
+        Ok(())
+    }
+
+    fn subscribe(&self, channels: Vec<String>, sink: mpsc::Sender<(String, String)>) {
+        self.with(|inner| inner.subscribers.push((channels, sink)));
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -12,6 +12,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use tokio::sync::mpsc;
 
 use crate::session::{SessionId, SessionRecord};
 
@@ -78,6 +79,13 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Writes a shared value with a TTL.
     async fn put_shared(&self, name: &str, value: &str, ttl: Duration) -> Result<(), StoreError>;
 
+    /// Publishes a message to every worker subscribed to `channel` (fire and forget).
+    async fn publish(&self, channel: &str, message: &str) -> Result<(), StoreError>;
+
+    /// Delivers messages of `channels` to `sink` (as `(channel, payload)`) until the sink
+    /// closes, re-subscribing after connection losses.
+    fn subscribe(&self, channels: Vec<String>, sink: mpsc::Sender<(String, String)>);
+
     /// Checks that the store answers, for readiness.
     async fn ping(&self) -> Result<(), StoreError>;
 
@@ -104,6 +112,11 @@ impl Keys {
     /// A shared value: `prefix` + `shared:` + name.
     pub fn shared(&self, name: &str) -> String {
         format!("{}shared:{name}", self.prefix)
+    }
+
+    /// A pub/sub channel: `prefix` + `channel:` + name.
+    pub fn channel(&self, name: &str) -> String {
+        format!("{}channel:{name}", self.prefix)
     }
 
     /// The prefix, for scans.

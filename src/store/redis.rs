@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use tokio::sync::mpsc;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
 
@@ -40,6 +41,7 @@ return 1
 
 /// Sessions in a standalone Redis (a reconnecting multiplexed connection).
 pub struct RedisStore {
+    client: redis::Client,
     conn: ConnectionManager,
     keys: Keys,
     url: String,
@@ -63,8 +65,9 @@ impl RedisStore {
             .set_response_timeout(Some(op_timeout))
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_with_config(client, config).await.map_err(unavailable)?;
+        let conn = ConnectionManager::new_with_config(client.clone(), config).await.map_err(unavailable)?;
         Ok(Self {
+            client,
             conn,
             keys: Keys::new(prefix),
             url: redact_url_password(url),
@@ -78,6 +81,27 @@ impl RedisStore {
     pub fn keys(&self) -> &Keys {
         &self.keys
     }
+}
+
+/// Forwards messages of one pub/sub connection until it fails or the sink closes.
+async fn pump(
+    client: &redis::Client,
+    channels: &[String],
+    sink: &mpsc::Sender<(String, String)>,
+) -> Result<(), redis::RedisError> {
+    use futures_util::StreamExt;
+    let mut pubsub = client.get_async_pubsub().await?;
+    for channel in channels {
+        pubsub.subscribe(channel).await?;
+    }
+    let mut messages = pubsub.on_message();
+    while let Some(message) = messages.next().await {
+        let Ok(payload) = message.get_payload::<String>() else { continue };
+        if sink.send((message.get_channel_name().to_string(), payload)).await.is_err() {
+            return Ok(());
+        }
+    }
+    Err(redis::RedisError::from((redis::ErrorKind::Io, "pub/sub stream ended")))
 }
 
 fn to_fields(record: &SessionRecord) -> Vec<(&'static str, String)> {
@@ -198,6 +222,22 @@ impl SessionStore for RedisStore {
 
     async fn put_shared(&self, name: &str, value: &str, ttl: Duration) -> Result<(), StoreError> {
         self.conn.clone().pset_ex(self.keys.shared(name), value, ttl_ms(ttl)).await.map_err(unavailable)
+    }
+
+    async fn publish(&self, channel: &str, message: &str) -> Result<(), StoreError> {
+        self.conn.clone().publish(channel, message).await.map_err(unavailable)
+    }
+
+    fn subscribe(&self, channels: Vec<String>, sink: mpsc::Sender<(String, String)>) {
+        let client = self.client.clone();
+        tokio::spawn(async move {
+            while !sink.is_closed() {
+                if let Err(e) = pump(&client, &channels, &sink).await {
+                    tracing::warn!(error = %e, "pub/sub connection lost; re-subscribing");
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        });
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -16,13 +16,15 @@ use tokio::sync::{Semaphore, mpsc};
 
 use crate::config::{Config, ServerConfig};
 use crate::protocol::UPSTREAM_PROTOCOL_VERSION;
-use crate::protocol::jsonrpc::{self, Envelope, Kind};
+use crate::protocol::jsonrpc::{self, Envelope, Kind, json_string};
 use crate::telemetry::Metrics;
 
 pub mod process;
+pub mod relay;
 pub mod stdio;
 
 use process::{ChildProcess, Reaper, SpawnSpec};
+pub use relay::{Delivery, ReplyRouter, ServerMessage};
 use stdio::{LineError, LineReader, write_line};
 
 /// What went wrong talking to an MCP server. Each variant says what the client should understand.
@@ -47,11 +49,14 @@ pub enum UpstreamError {
     Rpc(Box<RawValue>),
 }
 
-/// A message the server sent before its response, for streaming to the client.
-#[derive(Debug)]
-pub enum ServerMessage {
-    /// A notification (progress, log message, list changed…), raw.
-    Notification(String),
+/// Where the messages a server sends before its response go (the `/mcp` SSE stream).
+pub struct Relay {
+    /// The session the call belongs to (answers from other sessions are refused).
+    pub session: String,
+    /// Notifications and rewritten server requests, in order.
+    pub events: mpsc::Sender<ServerMessage>,
+    /// This worker's table of pending server requests.
+    pub router: Arc<ReplyRouter>,
 }
 
 /// Per-server data built once from config: nothing of it is recomputed per request.
@@ -136,6 +141,8 @@ pub struct McpManager {
 pub struct Outcome {
     /// The raw JSON-RPC `result`.
     pub result: Box<RawValue>,
+    /// The server's `InitializeResult`, raw (capabilities, serverInfo, instructions).
+    pub init: Box<RawValue>,
 }
 
 impl McpManager {
@@ -179,14 +186,15 @@ impl McpManager {
     }
 
     /// Runs one request (`method` with raw `params`) on a fresh instance of `server`.
-    /// Notifications the server sends first go to `events` when given.
+    /// What the server sends first goes to `relay` when given; without one, server
+    /// requests are refused and notifications dropped.
     pub async fn call(
         &self,
         server: &str,
         credentials: &serde_json::Value,
         method: &str,
         params: Option<&RawValue>,
-        events: Option<mpsc::Sender<ServerMessage>>,
+        relay: Option<&Relay>,
     ) -> Result<Outcome, UpstreamError> {
         let runtime = self.servers.get(server).ok_or_else(|| UpstreamError::UnknownServer(server.into()))?;
         let permit = {
@@ -207,7 +215,9 @@ impl McpManager {
         let mut session = UpstreamSession {
             child,
             reader: LineReader::new(stdout, runtime.config.max_message_bytes),
-            events,
+            relay,
+            inbound: mpsc::channel(16),
+            relayed: Vec::new(),
         };
         let work = self.converse(&mut session, &runtime.config, &runtime.label, started, method, params);
         let result = tokio::select! {
@@ -218,33 +228,36 @@ impl McpManager {
             // Answered: nothing to cancel; shut down in the background.
             session.child.set_on_abandon(None);
         }
+        if let Some(relay) = session.relay {
+            relay.router.forget(&session.relayed);
+        }
         // Dropping the session takes the child down in the background either way.
         drop(session);
-        result.map(|result| Outcome { result })
+        result.map(|(init, result)| Outcome { result, init })
     }
 
     async fn converse(
         &self,
-        session: &mut UpstreamSession,
+        session: &mut UpstreamSession<'_>,
         config: &ServerConfig,
         label: &str,
         started: Instant,
         method: &str,
         params: Option<&RawValue>,
-    ) -> Result<Box<RawValue>, UpstreamError> {
+    ) -> Result<(Box<RawValue>, Box<RawValue>), UpstreamError> {
         let init_params = initialize_params();
         let init = session.request("0", "initialize", Some(&init_params));
-        match tokio::time::timeout(config.init_timeout, init).await {
-            Ok(Ok(_)) => {}
+        let init = match tokio::time::timeout(config.init_timeout, init).await {
+            Ok(Ok(init)) => init,
             Ok(Err(e)) => return Err(e),
             Err(_) => return Err(timeout("initialize", config.init_timeout)),
-        }
+        };
         self.metrics.observe_spawn(label, started.elapsed());
         session.notify("notifications/initialized").await?;
         session.child.set_on_abandon(Some(cancelled_line("1")));
         let call = session.request("1", method, params);
         match tokio::time::timeout(config.call_timeout, call).await {
-            Ok(result) => result,
+            Ok(result) => result.map(|result| (init, result)),
             Err(_) => Err(timeout("answer", config.call_timeout)),
         }
     }
@@ -309,13 +322,17 @@ impl ServerRuntime {
 }
 
 /// One spawned server and the conversation with it.
-struct UpstreamSession {
+struct UpstreamSession<'r> {
     child: ChildProcess,
     reader: LineReader<tokio::process::ChildStdout>,
-    events: Option<mpsc::Sender<ServerMessage>>,
+    relay: Option<&'r Relay>,
+    /// Answers to the server's requests, from the client (through the router).
+    inbound: (mpsc::Sender<String>, mpsc::Receiver<String>),
+    /// Gateway ids of the server requests relayed so far, forgotten when the call ends.
+    relayed: Vec<String>,
 }
 
-impl UpstreamSession {
+impl UpstreamSession<'_> {
     async fn send(&mut self, line: &str) -> Result<(), UpstreamError> {
         let stdin = self.child.stdin().ok_or(UpstreamError::Exited)?;
         write_line(stdin, line).await.map_err(|_| UpstreamError::Exited)
@@ -334,7 +351,14 @@ impl UpstreamSession {
     ) -> Result<Box<RawValue>, UpstreamError> {
         self.send(&jsonrpc::request(id, method, params)).await?;
         loop {
-            let line = match self.reader.next_line().await {
+            let line = tokio::select! {
+                line = self.reader.next_line() => line,
+                Some(answer) = self.inbound.1.recv() => {
+                    self.send(&answer).await?;
+                    continue;
+                }
+            };
+            let line = match line {
                 Ok(line) => line,
                 Err(LineError::Eof | LineError::Io(_)) => return Err(UpstreamError::Exited),
                 Err(LineError::TooLarge { max }) => return Err(UpstreamError::TooLarge { max }),
@@ -358,20 +382,29 @@ impl UpstreamSession {
                         .ok_or_else(|| UpstreamError::Protocol("response without result".into()));
                 }
                 Kind::Request => {
-                    // Server-to-client requests (sampling, roots, elicitation) are not offered
-                    // on this path: say so, so the server does not wait forever.
-                    let rid = envelope.id.map_or("null", RawValue::get).to_string();
-                    let reply = jsonrpc::error_response(
-                        &rid,
-                        jsonrpc::code::METHOD_NOT_FOUND,
-                        "the client of this gateway route does not take requests",
-                    );
-                    self.send(&reply).await?;
+                    let original = envelope.id.map_or("null", RawValue::get).to_string();
+                    let method = envelope.method.as_deref().unwrap_or_default().to_string();
+                    if let Some(relay) = self.relay {
+                        let gateway_id = relay.router.register(&relay.session, &original, self.inbound.0.clone());
+                        let line = jsonrpc::request(&json_string(&gateway_id), &method, envelope.params);
+                        self.relayed.push(gateway_id);
+                        if relay.events.send(ServerMessage::Request(line)).await.is_err() {
+                            return Err(UpstreamError::Protocol("the client stream closed".into()));
+                        }
+                    } else {
+                        // Not offered on this route: say so, so the server does not wait forever.
+                        let reply = jsonrpc::error_response(
+                            &original,
+                            jsonrpc::code::METHOD_NOT_FOUND,
+                            "the client of this gateway route does not take requests",
+                        );
+                        self.send(&reply).await?;
+                    }
                 }
                 Kind::Notification => {
-                    if let Some(events) = &self.events {
+                    if let Some(relay) = self.relay {
                         // A slow client must not stall the server: drop rather than wait.
-                        let _ = events.try_send(ServerMessage::Notification(text.to_string()));
+                        let _ = relay.events.try_send(ServerMessage::Notification(text.to_string()));
                     }
                 }
                 Kind::Response | Kind::Invalid => {}
