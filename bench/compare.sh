@@ -151,8 +151,13 @@ run_gateway() { # server gateway
       url=http://127.0.0.1:$port/mcp
       scenarios=mcp ;;
     switchboard)
-      cmd=(env "BENCH_TAG=$TAG" "SWITCHBOARD_LISTEN=127.0.0.1:$port" "SWITCHBOARD_MCP_COMMAND=$SERVER_CMD"
-           "$SWITCHBOARD" serve)
+      # The demo server is the worker's default, with DEMO_TOKEN mapped from the session's token.
+      if [[ $server == demo ]]; then
+        cmd=(env "BENCH_TAG=$TAG" "SWITCHBOARD_LISTEN=127.0.0.1:$port" "$SWITCHBOARD" serve)
+      else
+        cmd=(env "BENCH_TAG=$TAG" "SWITCHBOARD_LISTEN=127.0.0.1:$port" "SWITCHBOARD_MCP_COMMAND=$SERVER_CMD"
+             "$SWITCHBOARD" serve)
+      fi
       url=http://127.0.0.1:$port
       scenarios=$SWITCHBOARD_SCENARIOS ;;
     *) die "unknown gateway $gw" ;;
@@ -169,12 +174,13 @@ run_gateway() { # server gateway
   fi
   ss -ltnp 2>/dev/null | grep "pid=$pid," > "$dir/listen.txt" || true
   # smoke test (also the warm-up), then idle RSS
-  if ! "$BENCH_BIN" bench --url "$url" --scenario mcp --concurrency 1 --requests 5 --duration 60s \
+  if ! "$BENCH_BIN" bench --url "$url" --scenario "${scenarios%% *}" --concurrency 1 --requests 5 --duration 60s \
        --tool echo --arguments "$TOOL_ARGS" --token "$TOKEN" --json > "$dir/smoke.json" 2> "$dir/smoke.err"; then
     log "$gw smoke test failed: $(tail -c 300 "$dir/smoke.err")"
   fi
   procs rss "$pid" > "$dir/rss_idle.json"
-  procs sample "$pid" "$dir/rss_peak.json" &
+  # not through the procs function: $! must be python's own pid, not a subshell's
+  "$PYTHON" "$HERE/procs.py" sample "$pid" "$dir/rss_peak.json" &
   sampler=$!
   HELPER_PIDS+=("$sampler")
   for c in $CONCURRENCY; do

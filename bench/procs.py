@@ -3,7 +3,7 @@
 
   procs.py free-port                 print a free loopback TCP port
   procs.py rss PID                   print '{"gw_kib":N,"tree_kib":N}' for PID and its descendants
-  procs.py sample PID OUT [SECS]     every SECS (0.5) until SIGTERM, keep the peak RSS of PID and
+  procs.py sample PID OUT [SECS]     every SECS (0.5) until SIGTERM or PID's end, keep the peak RSS of PID and
                                      of PID + descendants; write '{"gw_kib":..,"tree_kib":..}' to OUT
   procs.py tree PID                  print '{"alive":N,"zombie":N}': descendants of PID
   procs.py tagged TAG [EXCEPT_PID]   print '{"alive":N,"zombie":N,"pids":[..]}': processes whose
@@ -73,7 +73,7 @@ def main(argv):
         peak = {"gw_kib": 0, "tree_kib": 0}
         stop = []
         signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
-        while not stop:
+        while not stop and os.path.exists(f"/proc/{pid}"):
             now = rss(pid)
             peak = {k: max(peak[k], now[k]) for k in peak}
             with open(out, "w") as f:

@@ -127,7 +127,9 @@ def main(root):
         out.append("")
         out.append("## Points that failed")
         for (server, gateway, scenario, c), p in failures:
-            out.append(f"- {server} {gateway} {scenario} c={c}: {p['err'][-300:] or 'no output'}")
+            lines = [line for line in p["err"].splitlines() if line.strip()]
+            first = next((line for line in lines if "rror" in line), lines[0] if lines else "no output")
+            out.append(f"- {server} {gateway} {scenario} c={c}: {first[:300]}")
         out.append("")
     out.append("")
     out.append("## Commands")

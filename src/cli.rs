@@ -42,6 +42,36 @@ pub enum Command {
     DemoServer,
     /// Load and validate the config, print it with secrets redacted.
     CheckConfig,
+    /// Load generator against a running deployment: latency histogram and calls/s.
+    Bench {
+        /// Base URL of the deployment (a worker or the load balancer).
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// init, call (uncached), call-cached, or mcp (tools/call over Streamable HTTP).
+        #[arg(long, default_value = "call")]
+        scenario: crate::bench::Scenario,
+        /// Concurrent clients (closed loop).
+        #[arg(long, short = 'c', default_value_t = 1)]
+        concurrency: usize,
+        /// How long to run, e.g. 10s, 500ms, 2m.
+        #[arg(long, short = 'd', default_value = "10s", value_parser = crate::bench::parse_duration)]
+        duration: std::time::Duration,
+        /// Stop after this many calls (whichever comes first with --duration).
+        #[arg(long, short = 'n')]
+        requests: Option<u64>,
+        /// Tool to call.
+        #[arg(long, default_value = "echo")]
+        tool: String,
+        /// Tool arguments, a JSON object.
+        #[arg(long, default_value = r#"{"text":"hello"}"#, value_parser = crate::bench::parse_arguments)]
+        arguments: serde_json::Value,
+        /// Credential token for /init or the Bearer header.
+        #[arg(long, env = "SWITCHBOARD_BENCH_TOKEN", default_value = "demo", hide_env_values = true)]
+        token: String,
+        /// Print one JSON object instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
     /// A stdio MCP server for Claude Desktop that relays to a gateway. Credentials come
     /// from SWITCHBOARD_TOKEN or SWITCHBOARD_CREDENTIALS (a JSON object), never from argv.
     Bridge {
@@ -72,6 +102,30 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .context("--timeout-secs must be a positive number")?;
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             runtime.block_on(crate::bridge::run(options, tokio::io::stdin(), tokio::io::stdout()))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench { url, scenario, concurrency, duration, requests, tool, arguments, token, json } => {
+            use std::io::IsTerminal;
+            telemetry::init_logging(cli.log_format, "warn");
+            let options = crate::bench::BenchOptions {
+                url,
+                scenario,
+                concurrency,
+                duration,
+                requests,
+                tool,
+                arguments,
+                token,
+                json,
+                progress: !json && std::io::stderr().is_terminal(),
+            };
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let report = runtime.block_on(crate::bench::run(&options))?;
+            if json {
+                println!("{}", report.to_json());
+            } else {
+                print!("{}", report.render_table());
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::CheckConfig => {
@@ -146,7 +200,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         max_children = config.max_children,
         "switchboard worker ready"
     );
-    let worker_id = crate::session::SessionId::generate().map_err(|e| anyhow::anyhow!("OS random source: {e}"))?.as_str()[..10].replace(['-', '_'], "x");
+    let worker_id = crate::session::SessionId::generate()
+        .map_err(|e| anyhow::anyhow!("OS random source: {e}"))?
+        .as_str()[..10]
+        .replace(['-', '_'], "x");
     let keys = crate::store::Keys::new(&config.key_prefix);
     let state = AppState::new(Shared {
         relay: Arc::new(crate::upstream::ReplyRouter::new(worker_id)),

@@ -4,6 +4,7 @@
 //! # Layout
 //! Modules follow the path of a request; imports only point downward.
 //!
+//! - [`bench`]: the load generator of `switchboard bench`.
 //! - [`bridge`]: the stdio MCP process Claude Desktop launches; relays to a gateway.
 //! - [`server`]: inbound HTTP (axum): the legacy routes, health, metrics, and the
 //!   one mapping from errors to statuses. The only module that imports axum.
@@ -18,6 +19,7 @@
 //! - [`cli`]: the subcommands and their wiring.
 
 pub mod auth;
+pub mod bench;
 pub mod bridge;
 pub mod cli;
 pub mod config;

@@ -9,6 +9,9 @@
 //!
 //! **Invariant:** payloads are forwarded as raw JSON; only ids are rewritten.
 
+// The checks return the finished error response; boxing it would only add an allocation.
+#![allow(clippy::result_large_err)]
+
 use std::convert::Infallible;
 
 use axum::body::Body;
@@ -26,14 +29,15 @@ use super::routes::{SESSION_HEADER, create_session, credentials, load_session, r
 use crate::protocol::SUPPORTED_VERSIONS;
 use crate::protocol::jsonrpc::{self, Envelope, Kind, code};
 use crate::session::SessionId;
-use crate::upstream::{Delivery, Outcome, Relay, ReplyRouter, ServerMessage, UpstreamError};
+use crate::upstream::{Outcome, Relay, ReplyRouter, ServerMessage, UpstreamError};
 
 /// JSON-RPC code for gateway-level failures (implementation-defined range).
 const GATEWAY_ERROR: i64 = -32000;
 
 /// An answer that is a JSON-RPC error with an HTTP status.
 fn rpc_error(status: StatusCode, id: &str, code: i64, message: &str) -> Response {
-    (status, [(header::CONTENT_TYPE, "application/json")], jsonrpc::error_response(id, code, message)).into_response()
+    (status, [(header::CONTENT_TYPE, "application/json")], jsonrpc::error_response(id, code, message))
+        .into_response()
 }
 
 fn json(status: StatusCode, body: String) -> Response {
@@ -60,7 +64,12 @@ fn check_origin_and_host(state: &AppState, headers: &HeaderMap) -> Result<(), Re
         let allowed = is_loopback_host(host_part(authority))
             || state.config.http.allowed_origins.iter().any(|o| o == origin);
         if !allowed {
-            return Err(rpc_error(StatusCode::FORBIDDEN, "null", GATEWAY_ERROR, "Forbidden: invalid Origin header"));
+            return Err(rpc_error(
+                StatusCode::FORBIDDEN,
+                "null",
+                GATEWAY_ERROR,
+                "Forbidden: invalid Origin header",
+            ));
         }
     }
     if state.config.listen.ip().is_loopback() {
@@ -81,7 +90,7 @@ fn check_origin_and_host(state: &AppState, headers: &HeaderMap) -> Result<(), Re
 fn check_accept(headers: &HeaderMap) -> Result<(), Response> {
     let accept = headers.get(header::ACCEPT).and_then(|h| h.to_str().ok()).unwrap_or("");
     let any = accept.contains("*/*");
-    if (any || accept.contains("application/json")) && (any || accept.contains("text/event-stream")) {
+    if any || (accept.contains("application/json") && accept.contains("text/event-stream")) {
         Ok(())
     } else {
         Err(rpc_error(
@@ -99,7 +108,10 @@ fn check_protocol_version(headers: &HeaderMap) -> Result<(), Response> {
             StatusCode::BAD_REQUEST,
             "null",
             GATEWAY_ERROR,
-            &format!("Bad Request: unsupported protocol version {v} (supported: {})", SUPPORTED_VERSIONS.join(", ")),
+            &format!(
+                "Bad Request: unsupported protocol version {v} (supported: {})",
+                SUPPORTED_VERSIONS.join(", ")
+            ),
         )),
         _ => Ok(()),
     }
@@ -119,7 +131,8 @@ fn presented_credentials(headers: &HeaderMap) -> serde_json::Value {
 }
 
 fn same_token(a: &serde_json::Value, b: &serde_json::Value) -> bool {
-    let hash = |v: &serde_json::Value| v.get("token").and_then(|t| t.as_str()).map(|t| blake3::hash(t.as_bytes()));
+    let hash =
+        |v: &serde_json::Value| v.get("token").and_then(|t| t.as_str()).map(|t| blake3::hash(t.as_bytes()));
     // blake3::Hash compares in constant time.
     hash(a) == hash(b)
 }
@@ -139,9 +152,9 @@ async fn session_of(
         ));
     };
     let id = raw.to_str().ok().and_then(SessionId::parse).ok_or_else(not_found)?;
-    let record = load_session(state, &id).await.map_err(|e| {
-        if e.status == StatusCode::NOT_FOUND { not_found() } else { e.into_response() }
-    })?;
+    let record = load_session(state, &id)
+        .await
+        .map_err(|e| if e.status == StatusCode::NOT_FOUND { not_found() } else { e.into_response() })?;
     let stored = credentials(state, &id, &record).map_err(IntoResponse::into_response)?;
     if !same_token(&stored, &presented_credentials(headers)) {
         // Another principal's session is, to this caller, no session at all.
@@ -196,7 +209,12 @@ pub(super) async fn post(State(state): State<AppState>, headers: HeaderMap, body
         Err(e) => return rpc_error(StatusCode::BAD_REQUEST, "null", code::PARSE_ERROR, &e.message),
     };
     let Ok(text) = std::str::from_utf8(&bytes) else {
-        return rpc_error(StatusCode::BAD_REQUEST, "null", code::PARSE_ERROR, "Parse error: body is not UTF-8");
+        return rpc_error(
+            StatusCode::BAD_REQUEST,
+            "null",
+            code::PARSE_ERROR,
+            "Parse error: body is not UTF-8",
+        );
     };
     if text.trim_start().starts_with('[') {
         return batch(&state, &headers, text).await;
@@ -211,7 +229,9 @@ pub(super) async fn post(State(state): State<AppState>, headers: HeaderMap, body
     };
     match message.kind() {
         Kind::Invalid => rpc_error(StatusCode::BAD_REQUEST, "null", code::INVALID_REQUEST, "Invalid Request"),
-        Kind::Request if message.method.as_deref() == Some("initialize") => initialize(&state, &headers, &message).await,
+        Kind::Request if message.method.as_deref() == Some("initialize") => {
+            initialize(&state, &headers, &message).await
+        }
         _ => {
             let (id, record, creds) = match session_of(&state, &headers).await {
                 Ok(s) => s,
@@ -228,7 +248,11 @@ pub(super) async fn post(State(state): State<AppState>, headers: HeaderMap, body
 }
 
 /// Capabilities and server info of the fronted server, cached per config hash.
-async fn upstream_init(state: &AppState, server: &str, creds: &serde_json::Value) -> Result<serde_json::Value, UpstreamError> {
+async fn upstream_init(
+    state: &AppState,
+    server: &str,
+    creds: &serde_json::Value,
+) -> Result<serde_json::Value, UpstreamError> {
     let key = format!("init:{server}:{}", state.manager.config_hash(server).unwrap_or("none"));
     if let Ok(Some(cached)) = state.store.get_shared(&key).await
         && let Ok(value) = serde_json::from_str(&cached)
@@ -243,7 +267,12 @@ async fn upstream_init(state: &AppState, server: &str, creds: &serde_json::Value
 async fn initialize(state: &AppState, headers: &HeaderMap, message: &Envelope<'_>) -> Response {
     let id = message.id.map_or("null", RawValue::get);
     if headers.contains_key(SESSION_HEADER) {
-        return rpc_error(StatusCode::BAD_REQUEST, id, code::INVALID_REQUEST, "Bad Request: already initialized");
+        return rpc_error(
+            StatusCode::BAD_REQUEST,
+            id,
+            code::INVALID_REQUEST,
+            "Bad Request: already initialized",
+        );
     }
     let params: serde_json::Value =
         message.params.and_then(|p| serde_json::from_str(p.get()).ok()).unwrap_or(serde_json::Value::Null);
@@ -327,9 +356,8 @@ async fn response(state: &AppState, session: &SessionId, message: &Envelope<'_>)
     let error = message.error.map(RawValue::get);
     match ReplyRouter::worker_of(&id) {
         Some(worker) if worker == state.relay.worker_id() => {
-            if state.relay.deliver(session.as_str(), &id, result, error) == Delivery::Unknown {
-                tracing::debug!("answer to an unknown or finished server request");
-            }
+            let delivery = state.relay.deliver(session.as_str(), &id, result, error);
+            tracing::debug!(?delivery, "answer to a server request");
         }
         Some(worker) => {
             let payload = serde_json::json!({
@@ -369,7 +397,9 @@ pub fn on_published(state: &AppState, channel: &str, payload: &str) {
 pub struct Inflight(std::sync::Mutex<std::collections::HashMap<(String, String), CancellationToken>>);
 
 impl Inflight {
-    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<(String, String), CancellationToken>> {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<(String, String), CancellationToken>> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -409,7 +439,12 @@ enum Finished {
     Cancelled,
 }
 
-async fn request(state: AppState, session: SessionId, creds: serde_json::Value, message: &Envelope<'_>) -> Response {
+async fn request(
+    state: AppState,
+    session: SessionId,
+    creds: serde_json::Value,
+    message: &Envelope<'_>,
+) -> Response {
     let id = message.id.map_or("null", RawValue::get).to_string();
     let method = message.method.as_deref().unwrap_or_default().to_string();
     if method == "ping" {
@@ -427,7 +462,8 @@ async fn request(state: AppState, session: SessionId, creds: serde_json::Value, 
         let session_key = session.as_str().to_string();
         let request_id = id.clone();
         tokio::spawn(async move {
-            let relay = Relay { session: session_key.clone(), events: events_tx, router: state.relay.clone() };
+            let relay =
+                Relay { session: session_key.clone(), events: events_tx, router: state.relay.clone() };
             let call = state.manager.call(&server, &creds, &method, params.as_deref(), Some(&relay));
             let finished = tokio::select! {
                 outcome = call => Finished::Done(outcome),
@@ -539,8 +575,10 @@ async fn batch(state: &AppState, headers: &HeaderMap, text: &str) -> Response {
 /// Routes published answers and cancellations to this worker's calls.
 pub fn spawn_dispatcher(state: AppState) {
     let (tx, mut rx) = mpsc::channel::<(String, String)>(1024);
-    let channels =
-        vec![state.keys.channel(&format!("worker:{}", state.relay.worker_id())), state.keys.channel("cancel")];
+    let channels = vec![
+        state.keys.channel(&format!("worker:{}", state.relay.worker_id())),
+        state.keys.channel("cancel"),
+    ];
     state.store.subscribe(channels, tx);
     tokio::spawn(async move {
         while let Some((channel, payload)) = rx.recv().await {
@@ -548,4 +586,3 @@ pub fn spawn_dispatcher(state: AppState) {
         }
     });
 }
-

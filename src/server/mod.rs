@@ -29,8 +29,8 @@ pub mod error;
 mod mcp;
 mod routes;
 
-pub use mcp::{Inflight, spawn_dispatcher};
 pub use error::ApiError;
+pub use mcp::{Inflight, spawn_dispatcher};
 
 /// Everything a request handler may use; cheap to clone.
 #[derive(Clone)]

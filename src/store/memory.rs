@@ -15,11 +15,14 @@ use crate::session::{SessionId, SessionRecord};
 /// Most sessions the embedded store holds; beyond it creation fails with [`StoreError::Full`].
 const MAX_SESSIONS: usize = 100_000;
 
+/// Channels a subscriber listens to, and where its `(channel, payload)` messages go.
+type Subscriber = (Vec<String>, mpsc::Sender<(String, String)>);
+
 #[derive(Default)]
 struct Inner {
     sessions: HashMap<String, (SessionRecord, Instant)>,
     shared: HashMap<String, (String, Instant)>,
-    subscribers: Vec<(Vec<String>, mpsc::Sender<(String, String)>)>,
+    subscribers: Vec<Subscriber>,
 }
 
 /// A single-process store (the zero-setup default).

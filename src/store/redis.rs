@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::sync::mpsc;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
+use tokio::sync::mpsc;
 
 use super::{CasOutcome, Keys, SessionStore, StoreError, ttl_ms};
 use crate::config::redact_url_password;

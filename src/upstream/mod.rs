@@ -385,7 +385,8 @@ impl UpstreamSession<'_> {
                     let original = envelope.id.map_or("null", RawValue::get).to_string();
                     let method = envelope.method.as_deref().unwrap_or_default().to_string();
                     if let Some(relay) = self.relay {
-                        let gateway_id = relay.router.register(&relay.session, &original, self.inbound.0.clone());
+                        let gateway_id =
+                            relay.router.register(&relay.session, &original, self.inbound.0.clone());
                         let line = jsonrpc::request(&json_string(&gateway_id), &method, envelope.params);
                         self.relayed.push(gateway_id);
                         if relay.events.send(ServerMessage::Request(line)).await.is_err() {

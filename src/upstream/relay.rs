@@ -65,7 +65,12 @@ impl ReplyRouter {
     }
 
     /// Registers a server request; returns the gateway id to show the client.
-    pub(crate) fn register(&self, session: &str, original_id: &str, to_child: mpsc::Sender<String>) -> String {
+    pub(crate) fn register(
+        &self,
+        session: &str,
+        original_id: &str,
+        to_child: mpsc::Sender<String>,
+    ) -> String {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let id = format!("sb-{}-{n}", self.worker_id);
         self.lock().insert(
@@ -84,7 +89,13 @@ impl ReplyRouter {
     }
 
     /// Delivers a client's answer (`result` or `error`, raw) to the child that asked.
-    pub fn deliver(&self, session: &str, gateway_id: &str, result: Option<&str>, error: Option<&str>) -> Delivery {
+    pub fn deliver(
+        &self,
+        session: &str,
+        gateway_id: &str,
+        result: Option<&str>,
+        error: Option<&str>,
+    ) -> Delivery {
         let target = {
             let pending = self.lock();
             match pending.get(gateway_id) {
@@ -118,7 +129,7 @@ mod tests {
         assert_eq!(router.deliver("other-session", &id, Some("{}"), None), Delivery::Unknown);
         assert_eq!(router.deliver("s1", &id, Some(r#"{"ok":1}"#), None), Delivery::Delivered);
         assert_eq!(rx.try_recv().ok().as_deref(), Some(r#"{"jsonrpc":"2.0","id":7,"result":{"ok":1}}"#));
-        router.forget(&[id.clone()]);
+        router.forget(std::slice::from_ref(&id));
         assert_eq!(router.deliver("s1", &id, Some("{}"), None), Delivery::Unknown);
         assert_eq!(ReplyRouter::worker_of("42"), None);
     }
