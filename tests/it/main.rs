@@ -5,4 +5,5 @@
 #![allow(clippy::unwrap_used)]
 
 mod core;
+mod mcp;
 mod support;
