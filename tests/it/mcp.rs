@@ -103,16 +103,18 @@ async fn a_session_opened_on_one_worker_is_served_by_another_and_ends_with_delet
     assert_eq!(status, 404, "a deleted session is gone on every worker");
 }
 
+/// Extra headers, body, whether the session id is sent, expected status.
+type Case = (Vec<(&'static str, &'static str)>, String, bool, u16);
+
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_requests_get_the_statuses_of_the_spec_and_the_worker_keeps_serving() {
     let worker = Worker::start(&[], None);
     let client = http();
     let session = initialize(&client, &worker, "2025-11-25").await;
     let ping = r#"{"jsonrpc":"2.0","id":9,"method":"ping"}"#;
-    // (headers, body, with session, expected status)
     let big =
         format!(r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"x":"{}"}}}}"#, "x".repeat(10 << 20));
-    let cases: Vec<(Vec<(&str, &str)>, String, bool, u16)> = vec![
+    let cases: Vec<Case> = vec![
         (vec![], big, true, 413),
         (vec![], "{garbage".into(), true, 400),
         (vec![], format!("[{ping},{ping}]"), true, 400),
