@@ -6,4 +6,5 @@
 
 mod core;
 mod mcp;
+mod ops;
 mod support;

@@ -180,6 +180,9 @@ impl Worker {
 
     /// SIGTERM, then wait for the exit (SIGKILL after 15 s).
     pub fn stop(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
         signal(self.child.id(), 15);
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
@@ -296,4 +299,86 @@ pub fn write_config(dir: &Path, text: &str) -> PathBuf {
 /// Path of a fixture script.
 pub fn fixture(name: &str) -> String {
     format!("{}/tests/it/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let me = std::fs::metadata("/proc/self").map(|m| m.uid());
+    me.is_ok_and(|uid| uid == 0)
+}
+
+/// A private nginx running `deploy/nginx.conf`, rewritten to the given worker ports.
+pub struct Nginx {
+    pub port: u16,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Nginx {
+    pub fn start(worker_ports: &[u16]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let template = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/nginx.conf"))
+            .expect("deploy/nginx.conf");
+        let port = free_port();
+        let mut config = String::new();
+        // As root, nginx workers would drop to `nobody` and could not write their temp files here.
+        if is_root() {
+            config.push_str("user root;\n");
+        }
+        let mut servers_written = false;
+        for line in template.lines() {
+            if line.trim_start().starts_with("server ") && line.ends_with("# upstream-server") {
+                if !servers_written {
+                    for p in worker_ports {
+                        config.push_str(&format!(
+                            "        server 127.0.0.1:{p} max_fails=3 fail_timeout=10s;\n"
+                        ));
+                    }
+                    servers_written = true;
+                }
+            } else if line.trim_start().starts_with("listen ") && line.ends_with("# listen") {
+                config.push_str(&format!("        listen 127.0.0.1:{port};\n"));
+            } else if line.trim_start().starts_with("pid ") {
+                config.push_str(&format!("pid {}/nginx.pid;\n", dir.path().display()));
+            } else {
+                config.push_str(line);
+                config.push('\n');
+            }
+        }
+        let conf = dir.path().join("nginx.conf");
+        std::fs::write(&conf, config).expect("write nginx.conf");
+        let child = Command::new("nginx")
+            .arg("-e")
+            .arg("stderr")
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(&conf)
+            .args(["-g", "daemon off;"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("nginx must be installed (scripts/test.sh installs it)");
+        let url = format!("127.0.0.1:{port}");
+        assert!(
+            wait_until(Duration::from_secs(10), || std::net::TcpStream::connect(&url).is_ok()),
+            "nginx did not start"
+        );
+        Self { port, child, _dir: dir }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SIGQUIT is nginx's graceful stop; its workers exit with the master.
+        signal(self.child.id(), 3);
+        if !wait_until(Duration::from_secs(5), || matches!(self.child.try_wait(), Ok(Some(_)))) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }
