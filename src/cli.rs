@@ -40,6 +40,9 @@ pub enum Command {
     Serve,
     /// Run the demo analytics MCP server on stdio.
     DemoServer,
+    /// The conformance suite's fixture server on stdio (for the project's own tests).
+    #[command(hide = true)]
+    ConformanceServer,
     /// Load and validate the config, print it with secrets redacted.
     CheckConfig,
     /// Load generator against a running deployment: latency histogram and calls/s.
@@ -90,6 +93,10 @@ pub enum Command {
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::ConformanceServer => {
+            crate::conformance::run().context("conformance server")?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::DemoServer => {
             crate::demo::run().context("demo server")?;
             Ok(ExitCode::SUCCESS)
@@ -208,6 +215,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let state = AppState::new(Shared {
         relay: Arc::new(crate::upstream::ReplyRouter::new(worker_id)),
         inflight: server::Inflight::default(),
+        policies: server::calls::Policies::from_config(&config).map_err(anyhow::Error::msg)?,
+        catalog: server::calls::Catalog::default(),
         keys,
         config,
         store,

@@ -84,6 +84,11 @@ pub struct Config {
     /// Time allowed for the whole of a worker's graceful drain on SIGTERM.
     #[serde(with = "secs_f64", rename = "drain_timeout_secs")]
     pub drain_timeout: Duration,
+    /// Default lifetime of a cached tool result: a few minutes, so read-only answers stay fresh.
+    #[serde(with = "secs_f64", rename = "cache_ttl_secs")]
+    pub cache_ttl: Duration,
+    /// Most bytes of cached results per session; the oldest entries go first.
+    pub cache_budget_bytes: usize,
     /// How long a cached tool list is trusted before it is fetched again.
     #[serde(with = "secs_f64", rename = "tools_cache_ttl_secs")]
     pub tools_cache_ttl: Duration,
@@ -149,6 +154,38 @@ pub struct ServerConfig {
     pub max_message_bytes: usize,
     /// Lines of the child's stderr logged per request; the rest is counted and dropped.
     pub max_stderr_lines: usize,
+    /// Results larger than this (serialized) are cut with a visible marker; per tool too.
+    pub max_result_bytes: Option<usize>,
+    /// Only these tools are offered and callable (empty: all).
+    pub allow_tools: Vec<String>,
+    /// These tools are hidden and refused.
+    pub deny_tools: Vec<String>,
+    /// Per-tool policies: cache, filter, size cap.
+    pub tools: BTreeMap<String, ToolConfig>,
+}
+
+/// Whether results of a tool are cached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheMode {
+    /// Only tools annotated `readOnlyHint: true` and `openWorldHint: false`.
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+/// The policy of one tool.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ToolConfig {
+    pub cache: CacheMode,
+    /// How long a cached result is served (default: the global `cache_ttl_secs`).
+    pub cache_ttl_secs: Option<f64>,
+    /// A jq expression applied to `structuredContent` and to JSON text content.
+    pub filter: Option<String>,
+    /// Results larger than this are cut with a visible marker.
+    pub max_result_bytes: Option<usize>,
 }
 
 impl Default for Config {
@@ -165,6 +202,8 @@ impl Default for Config {
             max_state_bytes: 64 * 1024,
             drain_timeout: Duration::from_secs(30),
             tools_cache_ttl: Duration::from_secs(600),
+            cache_ttl: Duration::from_secs(300),
+            cache_budget_bytes: 1024 * 1024,
             secret_key: None,
             secret_keys_old: Vec::new(),
             auth: AuthConfig::default(),
@@ -193,6 +232,10 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(2),
             max_message_bytes: 16 * 1024 * 1024,
             max_stderr_lines: 200,
+            max_result_bytes: None,
+            allow_tools: Vec::new(),
+            deny_tools: Vec::new(),
+            tools: BTreeMap::new(),
         }
     }
 }
@@ -333,6 +376,10 @@ impl Config {
         for (name, server) in &self.servers {
             if server.command.is_empty() {
                 return invalid(format!("servers.{name}: command is empty"));
+            }
+            for tool in server.tools.keys() {
+                crate::results::ToolPolicy::from_config(server, tool, self.cache_ttl)
+                    .map_err(|e| ConfigError::Invalid(format!("servers.{name}.tools.{e}")))?;
             }
             if name.is_empty() || name.contains(['.', '{', '}', ' ']) {
                 return invalid(format!(

@@ -13,7 +13,9 @@
 //! - [`store`]: session storage, Redis or embedded. The only module that imports redis.
 //! - [`upstream`]: outbound MCP: spawn a server per request in its own process
 //!   group, talk newline-delimited JSON-RPC, take it down and reap it.
+//! - [`conformance`]: a stdio fixture server with the conformance suite's tools (tests only).
 //! - [`demo`]: the demo analytics MCP server (stand-in for the external API).
+//! - [`results`]: cache policy, canonical cache keys, jq filters, size caps (pure).
 //! - [`protocol`]: pure JSON-RPC envelope and MCP constants; fuzzable.
 //! - [`config`], [`crypto`], [`telemetry`]: foundations.
 //! - [`cli`]: the subcommands and their wiring.
@@ -23,9 +25,11 @@ pub mod bench;
 pub mod bridge;
 pub mod cli;
 pub mod config;
+pub mod conformance;
 pub mod crypto;
 pub mod demo;
 pub mod protocol;
+pub mod results;
 pub mod server;
 pub mod session;
 pub mod store;

@@ -23,7 +23,8 @@ pub(super) const RED_PIXEL_PNG: &str =
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR42mP4z8AAAAMBAQD3A0FDAAAAAElFTkSuQmCC";
 
 /// One millisecond of silence: 8 samples of 8-bit mono PCM at 8 kHz (WAV, base64).
-pub(super) const SILENCE_WAV: &str = "UklGRiwAAABXQVZFZm10IBAAAAABAAEAQB8AAEAfAAABAAgAZGF0YQgAAACAgICAgICAgA==";
+pub(super) const SILENCE_WAV: &str =
+    "UklGRiwAAABXQVZFZm10IBAAAAABAAEAQB8AAEAfAAABAAgAZGF0YQgAAACAgICAgICAgA==";
 
 const STATIC_TEXT_URI: &str = "test://static-text";
 const STATIC_TEXT: &str = "This is the content of the static text resource.";
@@ -106,7 +107,8 @@ pub(super) fn subscription(params: Option<&Map<String, Value>>) -> Result<Value,
     if matches!(uri, STATIC_TEXT_URI | STATIC_BINARY_URI | WATCHED_URI) || template_id(uri).is_some() {
         Ok(json!({}))
     } else {
-        Err(RpcError::new(RESOURCE_NOT_FOUND, format!("Resource not found: {uri}")).with_data(json!({"uri": uri})))
+        Err(RpcError::new(RESOURCE_NOT_FOUND, format!("Resource not found: {uri}"))
+            .with_data(json!({"uri": uri})))
     }
 }
 
@@ -166,7 +168,9 @@ impl Prompt {
             let arguments: Vec<Value> = self
                 .arguments()
                 .iter()
-                .map(|(name, description)| json!({"name": name, "description": description, "required": true}))
+                .map(
+                    |(name, description)| json!({"name": name, "description": description, "required": true}),
+                )
                 .collect();
             prompt["arguments"] = Value::Array(arguments);
         }

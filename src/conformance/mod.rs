@@ -33,7 +33,7 @@
 //! * responses with other ids and notifications other than cancellation are ignored;
 //! * `notifications/cancelled` for the tool call being served ends the wait: the call is
 //!   abandoned without a response, and the client is told our request is cancelled too;
-//! * requests arriving meanwhile are served (nested up to [`MAX_NESTING`] deep, beyond
+//! * requests arriving meanwhile are served (nested up to `MAX_NESTING` (4) deep, beyond
 //!   which they get `-32603`);
 //! * end of input before the response makes the tool call an `isError: true` result.
 //!
@@ -46,10 +46,16 @@
 //! # Environment
 //! Read through the `env` function given to [`serve`], never from the process directly:
 //! * `SWITCHBOARD_CONFORMANCE_RECONNECTION_MS`: how long `test_reconnection` works before
-//!   answering (default [`DEFAULT_RECONNECTION_MS`], capped at [`MAX_RECONNECTION_MS`]).
-//!   Its scenario (`server-sse-polling`) is about the HTTP layer closing the POST's SSE
-//!   stream mid-call and delivering the result after the client reconnects with
-//!   `Last-Event-ID`; over stdio the tool can only be slow enough for that to happen.
+//!   answering (default `DEFAULT_RECONNECTION_MS` (500 ms), capped at `MAX_RECONNECTION_MS` (60 s)).
+//!   Its scenario (`server-sse-polling`, SEP-1699) is about the HTTP layer; over stdio the
+//!   tool can only be slow enough for it. What the suite (0.1.16) checks on the POST that
+//!   calls the tool: `server-sse-priming-event` (the first SSE event has an `id` and empty
+//!   `data`) and `server-sse-retry-field` (a `retry:` field) are SUCCESS when present,
+//!   WARNING otherwise; if the stream closes before the result, it GETs the endpoint with
+//!   `Last-Event-ID` and the session id and wants the result there within 5 s
+//!   (`server-sse-disconnect-resume`: SUCCESS, else WARNING; 405 or a result on the POST
+//!   stream itself: INFO). The only FAILUREs are a POST answered with a status other than
+//!   2xx, 400 or 404, or an `isError` result.
 //!
 //! # Behaviour at the edges
 //! * A line that is not JSON (or not UTF-8, or longer than 4 MiB) gets a `-32700` error
@@ -287,10 +293,20 @@ impl From<Result<Value, RpcError>> for Reply {
 /// One well-formed message from the client.
 #[derive(Debug, Clone, PartialEq)]
 enum Incoming {
-    Request { id: Value, method: String, params: Option<Value> },
-    Notification { method: String, params: Option<Value> },
+    Request {
+        id: Value,
+        method: String,
+        params: Option<Value>,
+    },
+    Notification {
+        method: String,
+        params: Option<Value>,
+    },
     /// A response to one of our requests: `outcome` is its `result` or its `error` object.
-    Response { id: Value, outcome: Result<Value, Value> },
+    Response {
+        id: Value,
+        outcome: Result<Value, Value>,
+    },
 }
 
 /// What the client answered to a request of ours.

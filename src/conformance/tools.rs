@@ -357,7 +357,9 @@ impl<R: BufRead, W: Write> Session<R, W> {
         let result = match tool {
             Tool::SimpleText => text_result("This is a simple text response for testing."),
             Tool::ImageContent => json!({"content": [image()]}),
-            Tool::AudioContent => json!({"content": [{"type": "audio", "data": SILENCE_WAV, "mimeType": "audio/wav"}]}),
+            Tool::AudioContent => {
+                json!({"content": [{"type": "audio", "data": SILENCE_WAV, "mimeType": "audio/wav"}]})
+            }
             Tool::EmbeddedResource => json!({"content": [{
                 "type": "resource",
                 "resource": {

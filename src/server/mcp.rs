@@ -25,10 +25,11 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::AppState;
+use super::calls::{CallFailure, ToolCall};
 use super::routes::{SESSION_HEADER, create_session, credentials, load_session, read_body};
 use crate::protocol::SUPPORTED_VERSIONS;
 use crate::protocol::jsonrpc::{self, Envelope, Kind, code};
-use crate::session::SessionId;
+use crate::session::{SessionId, SessionRecord};
 use crate::upstream::{Outcome, Relay, ReplyRouter, ServerMessage, UpstreamError};
 
 /// JSON-RPC code for gateway-level failures (implementation-defined range).
@@ -237,11 +238,10 @@ pub(super) async fn post(State(state): State<AppState>, headers: HeaderMap, body
                 Ok(s) => s,
                 Err(r) => return r,
             };
-            let _ = record;
             match message.kind() {
                 Kind::Notification => notification(&state, &id, &message).await,
                 Kind::Response => response(&state, &id, &message).await,
-                _ => request(state, id, creds, &message).await,
+                _ => request(state, id, &record, creds, &message).await,
             }
         }
     }
@@ -259,7 +259,7 @@ async fn upstream_init(
     {
         return Ok(value);
     }
-    let Outcome { init, .. } = state.manager.call(server, creds, "ping", None, None).await?;
+    let Outcome { init, .. } = state.manager.call(server, creds, None, "ping", None, None).await?;
     let _ = state.store.put_shared(&key, init.get(), state.config.tools_cache_ttl).await;
     Ok(serde_json::from_str(init.get()).unwrap_or(serde_json::Value::Null))
 }
@@ -279,7 +279,10 @@ async fn initialize(state: &AppState, headers: &HeaderMap, message: &Envelope<'_
     let requested = params.get("protocolVersion").and_then(|v| v.as_str()).unwrap_or("");
     let version = if SUPPORTED_VERSIONS.contains(&requested) { requested } else { SUPPORTED_VERSIONS[0] };
     let creds = presented_credentials(headers);
-    let client = params.get("clientInfo").cloned().unwrap_or(serde_json::Value::Null);
+    let client = serde_json::json!({
+        "clientInfo": params.get("clientInfo").cloned().unwrap_or(serde_json::Value::Null),
+        "capabilities": params.get("capabilities").cloned().unwrap_or_else(|| serde_json::json!({})),
+    });
     // Validate first so a refused principal never costs a spawn.
     if let Err(e) = state.auth.verify(&creds).await {
         let e = super::ApiError::from(e);
@@ -435,13 +438,103 @@ impl Drop for AbortOnDrop {
 }
 
 enum Finished {
-    Done(Result<Outcome, UpstreamError>),
+    /// The raw result, or why there is none.
+    Done(Result<String, CallFailure>),
     Cancelled,
+}
+
+/// What a request becomes upstream.
+enum Operation {
+    /// `tools/list`: the merged catalogue (cached; no spawn on a hit).
+    ListTools,
+    /// `tools/call`: routed, through the result cache.
+    CallTool { server: String, tool: String, arguments: serde_json::Value, params: Box<RawValue> },
+    /// Anything else: forwarded untouched to the (first) server.
+    Forward { server: String, method: String, params: Option<Box<RawValue>> },
+}
+
+/// Decides what a request becomes; `Err` is a JSON-RPC error line for the client.
+fn operation(
+    state: &AppState,
+    id: &str,
+    method: &str,
+    params: Option<&RawValue>,
+) -> Result<Operation, String> {
+    let invalid = |m: &str| jsonrpc::error_response(id, code::INVALID_PARAMS, m);
+    match method {
+        "tools/list" => Ok(Operation::ListTools),
+        "tools/call" => {
+            let parsed: serde_json::Value = params
+                .and_then(|p| serde_json::from_str(p.get()).ok())
+                .ok_or_else(|| invalid("tools/call needs params"))?;
+            let name = parsed
+                .get("name")
+                .and_then(|n| n.as_str())
+                .ok_or_else(|| invalid("tools/call needs a name"))?;
+            let (server, tool) = super::routes::route_tool(state, name).map_err(|e| invalid(&e.message))?;
+            let arguments = parsed.get("arguments").cloned().unwrap_or_else(|| serde_json::json!({}));
+            let params = if tool == name {
+                // One server: the params go through byte for byte.
+                params.map(RawValue::to_owned).ok_or_else(|| invalid("tools/call needs params"))?
+            } else {
+                let mut renamed = parsed.clone();
+                renamed["name"] = serde_json::Value::String(tool.to_string());
+                RawValue::from_string(renamed.to_string()).map_err(|e| invalid(&e.to_string()))?
+            };
+            Ok(Operation::CallTool { server: server.to_string(), tool: tool.to_string(), arguments, params })
+        }
+        _ => {
+            let server = state.manager.server_names().first().map(|s| s.to_string()).unwrap_or_default();
+            Ok(Operation::Forward {
+                server,
+                method: method.to_string(),
+                params: params.map(RawValue::to_owned),
+            })
+        }
+    }
+}
+
+async fn perform(
+    state: &AppState,
+    session: &SessionId,
+    creds: &serde_json::Value,
+    capabilities: Option<&RawValue>,
+    operation: Operation,
+    relay: Option<&Relay>,
+) -> Result<String, CallFailure> {
+    match operation {
+        Operation::ListTools => {
+            let tools = super::calls::all_tools(state, creds).await?;
+            Ok(serde_json::json!({ "tools": tools }).to_string())
+        }
+        Operation::CallTool { server, tool, arguments, params } => {
+            let call = ToolCall {
+                server: &server,
+                tool: &tool,
+                arguments: &arguments,
+                params: &params,
+                use_cache: true,
+            };
+            Ok(super::calls::call_tool(state, session, &call, capabilities, relay).await?.0)
+        }
+        Operation::Forward { server, method, params } => {
+            let outcome =
+                state.manager.call(&server, creds, capabilities, &method, params.as_deref(), relay).await?;
+            Ok(outcome.result.get().to_string())
+        }
+    }
+}
+
+/// The client's capabilities recorded at `initialize`, raw.
+fn client_capabilities(record: &SessionRecord) -> Option<Box<RawValue>> {
+    let caps = record.client.get("capabilities")?;
+    RawValue::from_string(caps.to_string()).ok()
 }
 
 async fn request(
     state: AppState,
     session: SessionId,
+    record: &SessionRecord,
     creds: serde_json::Value,
     message: &Envelope<'_>,
 ) -> Response {
@@ -450,10 +543,11 @@ async fn request(
     if method == "ping" {
         return json(StatusCode::OK, jsonrpc::response(&id, "{}"));
     }
-    let Some(server) = state.manager.server_names().first().map(|s| s.to_string()) else {
-        return rpc_error(StatusCode::OK, &id, code::METHOD_NOT_FOUND, "no MCP server configured");
+    let operation = match operation(&state, &id, &method, message.params) {
+        Ok(op) => op,
+        Err(line) => return json(StatusCode::OK, line),
     };
-    let params = message.params.map(RawValue::to_owned);
+    let capabilities = client_capabilities(record);
     let (events_tx, mut events) = mpsc::channel::<ServerMessage>(64);
     let (done_tx, mut done) = oneshot::channel::<Finished>();
     let cancel = state.inflight.register(session.as_str(), &id);
@@ -461,10 +555,11 @@ async fn request(
         let state = state.clone();
         let session_key = session.as_str().to_string();
         let request_id = id.clone();
+        let session = session.clone();
         tokio::spawn(async move {
             let relay =
                 Relay { session: session_key.clone(), events: events_tx, router: state.relay.clone() };
-            let call = state.manager.call(&server, &creds, &method, params.as_deref(), Some(&relay));
+            let call = perform(&state, &session, &creds, capabilities.as_deref(), operation, Some(&relay));
             let finished = tokio::select! {
                 outcome = call => Finished::Done(outcome),
                 () = cancel.cancelled() => Finished::Cancelled,
@@ -481,7 +576,7 @@ async fn request(
         finished = &mut done => {
             drop(guard);
             return match finished {
-                Ok(Finished::Done(Err(UpstreamError::Saturated))) => {
+                Ok(Finished::Done(Err(CallFailure::Upstream(UpstreamError::Saturated)))) => {
                     let mut r = rpc_error(StatusCode::SERVICE_UNAVAILABLE, &id, GATEWAY_ERROR, "worker saturated; retry");
                     r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(1));
                     r
@@ -524,11 +619,21 @@ fn sse_event(message: ServerMessage) -> Event {
 }
 
 /// The JSON-RPC answer to the client for a finished call.
-fn final_line(id: &str, outcome: Result<Outcome, UpstreamError>) -> String {
+fn final_line(id: &str, outcome: Result<String, CallFailure>) -> String {
     match outcome {
-        Ok(outcome) => jsonrpc::response(id, outcome.result.get()),
-        Err(UpstreamError::Rpc(error)) => format!(r#"{{"jsonrpc":"2.0","id":{id},"error":{}}}"#, error.get()),
-        Err(e) => jsonrpc::error_response(id, GATEWAY_ERROR, &e.to_string()),
+        Ok(result) => jsonrpc::response(id, &result),
+        Err(CallFailure::Upstream(UpstreamError::Rpc(error))) => {
+            format!(r#"{{"jsonrpc":"2.0","id":{id},"error":{}}}"#, error.get())
+        }
+        Err(CallFailure::Upstream(e)) => jsonrpc::error_response(id, GATEWAY_ERROR, &e.to_string()),
+        Err(CallFailure::Api(e)) => {
+            let code = if e.status == StatusCode::NOT_FOUND || e.status == StatusCode::FORBIDDEN {
+                code::INVALID_PARAMS
+            } else {
+                GATEWAY_ERROR
+            };
+            jsonrpc::error_response(id, code, &e.message)
+        }
     }
 }
 
@@ -560,12 +665,16 @@ async fn batch(state: &AppState, headers: &HeaderMap, text: &str) -> Response {
         let line = if method == "ping" {
             jsonrpc::response(&rid, "{}")
         } else {
-            let server = state.manager.server_names().first().map(|s| s.to_string()).unwrap_or_default();
-            final_line(&rid, state.manager.call(&server, &creds, method, message.params, None).await)
+            match operation(state, &rid, method, message.params) {
+                Ok(op) => {
+                    let caps = client_capabilities(&record);
+                    final_line(&rid, perform(state, &id, &creds, caps.as_deref(), op, None).await)
+                }
+                Err(line) => line,
+            }
         };
         answers.push(line);
     }
-    let _ = id;
     if answers.is_empty() {
         return StatusCode::ACCEPTED.into_response();
     }

@@ -25,6 +25,7 @@ use crate::telemetry::Metrics;
 use crate::upstream::{McpManager, ReplyRouter};
 
 mod admin;
+pub mod calls;
 pub mod error;
 mod mcp;
 mod routes;
@@ -52,6 +53,10 @@ pub struct Shared {
     pub inflight: mcp::Inflight,
     /// Names of store keys and channels.
     pub keys: Keys,
+    /// Cache policies, filters and size caps per tool.
+    pub policies: calls::Policies,
+    /// Tool lists of the servers, as last fetched.
+    pub catalog: calls::Catalog,
 }
 
 impl AppState {

@@ -26,9 +26,6 @@ pub const SESSION_HEADER: &str = "mcp-session-id";
 /// Most attempts of a state compare-and-set before giving up with 503.
 const MAX_CAS_ATTEMPTS: usize = 200;
 
-/// Most pages of a server's `tools/list` followed.
-const MAX_LIST_PAGES: usize = 50;
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct InitRequest {
@@ -47,7 +44,6 @@ pub(super) struct CallToolRequest {
     arguments: Option<Box<RawValue>>,
     /// `false` bypasses the result cache.
     #[serde(default)]
-    #[allow(dead_code)] // read once the result cache lands
     cache: Option<bool>,
 }
 
@@ -222,76 +218,29 @@ pub(super) async fn call_tool(
         return Err(ApiError::bad_request("`arguments` must be a JSON object"));
     }
     let id = session_id(&headers, request.session_id.as_deref())?;
-    let record = load_session(&state, &id).await?;
-    let credentials = credentials(&state, &id, &record)?;
     let (server, tool) = route_tool(&state, &request.tool)?;
+    let arguments_value: serde_json::Value =
+        serde_json::from_str(arguments).map_err(|e| ApiError::bad_request(format!("`arguments`: {e}")))?;
     let params = format!(r#"{{"name":{},"arguments":{arguments}}}"#, json_string(tool));
     let params = RawValue::from_string(params).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let outcome = state.manager.call(server, &credentials, "tools/call", Some(&params), None).await?;
-    let body = format!(r#"{{"result":{},"cached":false}}"#, outcome.result.get());
+    let call = super::calls::ToolCall {
+        server,
+        tool,
+        arguments: &arguments_value,
+        params: &params,
+        use_cache: request.cache != Some(false),
+    };
+    let (result, cached) = super::calls::call_tool(&state, &id, &call, None, None).await?;
+    let body = format!(r#"{{"result":{result},"cached":{cached}}}"#);
     Ok(json_response(StatusCode::OK, body))
 }
 
 pub(super) async fn tools(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let id = session_id(&headers, None)?;
     let record = load_session(&state, &id).await?;
-    let names: Vec<String> = state.manager.server_names().iter().map(|s| s.to_string()).collect();
-    let prefixed = names.len() > 1;
-    let mut all = Vec::new();
-    for server in &names {
-        let tools = server_tools(&state, server, &id, &record).await?;
-        for mut tool in tools {
-            if prefixed
-                && let Some(name) = tool.get("name").and_then(|n| n.as_str()).map(|n| format!("{server}.{n}"))
-            {
-                tool["name"] = serde_json::Value::String(name);
-            }
-            all.push(tool);
-        }
-    }
-    Ok(json_response(StatusCode::OK, serde_json::json!({ "tools": all }).to_string()))
-}
-
-/// A server's tools: from the shared cache, or by spawning it once on a miss.
-async fn server_tools(
-    state: &AppState,
-    server: &str,
-    id: &SessionId,
-    record: &SessionRecord,
-) -> Result<Vec<serde_json::Value>, ApiError> {
-    let key = format!("tools:{server}:{}", state.manager.config_hash(server).unwrap_or("none"));
-    if let Some(cached) = state.store.get_shared(&key).await.map_err(ApiError::from)?
-        && let Ok(tools) = serde_json::from_str::<Vec<serde_json::Value>>(&cached)
-    {
-        state.metrics.cache("tools_hit");
-        return Ok(tools);
-    }
-    state.metrics.cache("tools_miss");
-    let credentials = credentials(state, id, record)?;
-    let mut tools = Vec::new();
-    let mut cursor: Option<String> = None;
-    for _ in 0..MAX_LIST_PAGES {
-        let params = match &cursor {
-            Some(c) => format!(r#"{{"cursor":{}}}"#, json_string(c)),
-            None => "{}".to_string(),
-        };
-        let params = RawValue::from_string(params).map_err(|e| ApiError::bad_request(e.to_string()))?;
-        let outcome = state.manager.call(server, &credentials, "tools/list", Some(&params), None).await?;
-        let page: serde_json::Value = serde_json::from_str(outcome.result.get())
-            .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "upstream_protocol", e.to_string()))?;
-        if let Some(list) = page.get("tools").and_then(|t| t.as_array()) {
-            tools.extend(list.iter().cloned());
-        }
-        cursor = page.get("nextCursor").and_then(|c| c.as_str()).map(String::from);
-        if cursor.is_none() {
-            break;
-        }
-    }
-    let text = serde_json::Value::Array(tools.clone()).to_string();
-    if let Err(e) = state.store.put_shared(&key, &text, state.config.tools_cache_ttl).await {
-        tracing::warn!(error = %e, "could not cache the tool list");
-    }
-    Ok(tools)
+    let credentials = credentials(&state, &id, &record)?;
+    let tools = super::calls::all_tools(&state, &credentials).await?;
+    Ok(json_response(StatusCode::OK, serde_json::json!({ "tools": tools }).to_string()))
 }
 
 fn rfc3339(ms: u64) -> String {

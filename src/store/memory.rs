@@ -18,9 +18,15 @@ const MAX_SESSIONS: usize = 100_000;
 /// Channels a subscriber listens to, and where its `(channel, payload)` messages go.
 type Subscriber = (Vec<String>, mpsc::Sender<(String, String)>);
 
+/// One session's cache: field → (value, stored at ms), and the bytes held.
+type SessionCache = (HashMap<String, (String, u64)>, usize);
+
 #[derive(Default)]
 struct Inner {
     sessions: HashMap<String, (SessionRecord, Instant)>,
+    /// Result-cache entries per session: field → (value, stored at), and the bytes held.
+    caches: HashMap<String, SessionCache>,
+    locks: HashMap<String, Instant>,
     shared: HashMap<String, (String, Instant)>,
     subscribers: Vec<Subscriber>,
 }
@@ -58,6 +64,8 @@ impl SessionStore for MemoryStore {
             if inner.sessions.len() >= MAX_SESSIONS {
                 let now = Instant::now();
                 inner.sessions.retain(|_, (_, exp)| *exp > now);
+                let Inner { sessions, caches, .. } = &mut *inner;
+                caches.retain(|id, _| sessions.contains_key(id));
                 inner.shared.retain(|_, (_, exp)| *exp > now);
                 if inner.sessions.len() >= MAX_SESSIONS {
                     return Err(StoreError::Full);
@@ -81,6 +89,75 @@ impl SessionStore for MemoryStore {
                 record.clone()
             })
         }))
+    }
+
+    async fn load_with_cache(
+        &self,
+        id: &SessionId,
+        now_ms: u64,
+        ttl: Duration,
+        field: &str,
+    ) -> Result<Option<(SessionRecord, Option<String>)>, StoreError> {
+        let record = self.load(id, now_ms, ttl).await?;
+        let cached = if field.is_empty() { None } else { self.cache_get(id, field).await? };
+        Ok(record.map(|r| (r, cached)))
+    }
+
+    async fn cache_get(&self, id: &SessionId, field: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.with(|inner| {
+            inner.caches.get(id.as_str()).and_then(|(c, _)| c.get(field)).map(|(v, _)| v.clone())
+        }))
+    }
+
+    async fn cache_put(
+        &self,
+        id: &SessionId,
+        field: &str,
+        value: &str,
+        now_ms: u64,
+        _ttl: Duration,
+        budget: usize,
+    ) -> Result<(), StoreError> {
+        self.with(|inner| {
+            if live(&mut inner.sessions, id.as_str()).is_none() {
+                return;
+            }
+            let (entries, bytes) = inner.caches.entry(id.to_string()).or_default();
+            if let Some((old, _)) = entries.insert(field.to_string(), (value.to_string(), now_ms)) {
+                *bytes -= old.len();
+            }
+            *bytes += value.len();
+            while *bytes > budget {
+                let Some(oldest) = entries.iter().min_by_key(|(_, (_, at))| *at).map(|(k, _)| k.clone())
+                else {
+                    break;
+                };
+                if let Some((v, _)) = entries.remove(&oldest) {
+                    *bytes -= v.len();
+                }
+            }
+        });
+        Ok(())
+    }
+
+    async fn try_lock(&self, id: &SessionId, name: &str, ttl: Duration) -> Result<bool, StoreError> {
+        Ok(self.with(|inner| {
+            let key = format!("{id}:{name}");
+            let now = Instant::now();
+            inner.locks.retain(|_, until| *until > now);
+            match inner.locks.entry(key) {
+                std::collections::hash_map::Entry::Occupied(_) => false,
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(now + ttl);
+                    true
+                }
+            }
+        }))
+    }
+
+    async fn unlock(&self, id: &SessionId, name: &str) -> Result<(), StoreError> {
+        self.with(|inner| inner.locks.remove(&format!("{id}:{name}")));
+        Ok(())
     }
 
     async fn replace_state(
@@ -110,6 +187,7 @@ impl SessionStore for MemoryStore {
         Ok(self.with(|inner| {
             let existed = live(&mut inner.sessions, id.as_str()).is_some();
             inner.sessions.remove(id.as_str());
+            inner.caches.remove(id.as_str());
             existed
         }))
     }

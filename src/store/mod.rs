@@ -60,6 +60,37 @@ pub trait SessionStore: Send + Sync + 'static {
         ttl: Duration,
     ) -> Result<Option<SessionRecord>, StoreError>;
 
+    /// Like [`SessionStore::load`], and in the same atomic step reads the result-cache
+    /// entry `field` (`None` if absent).
+    async fn load_with_cache(
+        &self,
+        id: &SessionId,
+        now_ms: u64,
+        ttl: Duration,
+        field: &str,
+    ) -> Result<Option<(SessionRecord, Option<String>)>, StoreError>;
+
+    /// Reads one result-cache entry.
+    async fn cache_get(&self, id: &SessionId, field: &str) -> Result<Option<String>, StoreError>;
+
+    /// Stores a result-cache entry of the session (kept with the session's idle TTL),
+    /// evicting the oldest entries while the session's cache exceeds `budget` bytes.
+    async fn cache_put(
+        &self,
+        id: &SessionId,
+        field: &str,
+        value: &str,
+        now_ms: u64,
+        ttl: Duration,
+        budget: usize,
+    ) -> Result<(), StoreError>;
+
+    /// Takes the short lock `name` of a session (for single-flight cache misses); true if taken.
+    async fn try_lock(&self, id: &SessionId, name: &str, ttl: Duration) -> Result<bool, StoreError>;
+
+    /// Releases a lock taken with [`SessionStore::try_lock`].
+    async fn unlock(&self, id: &SessionId, name: &str) -> Result<(), StoreError>;
+
     /// Replaces `state` (serialized JSON) if its revision is still `expected_rev`, touching the session.
     async fn replace_state(
         &self,
@@ -107,6 +138,16 @@ impl Keys {
     /// The session's hash: `prefix{id}`.
     pub fn session(&self, id: &SessionId) -> String {
         format!("{}{{{id}}}", self.prefix)
+    }
+
+    /// The session's result cache (a hash) and its age index (a sorted set).
+    pub fn cache(&self, id: &SessionId) -> (String, String) {
+        (format!("{}{{{id}}}:cache", self.prefix), format!("{}{{{id}}}:cache:age", self.prefix))
+    }
+
+    /// A short lock of the session.
+    pub fn lock(&self, id: &SessionId, name: &str) -> String {
+        format!("{}{{{id}}}:lock:{name}", self.prefix)
     }
 
     /// A shared value: `prefix` + `shared:` + name.

@@ -21,12 +21,40 @@ redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return 1
 ";
 
-/// Touches and reads a session: last-seen and the full idle TTL, atomically with the read.
+/// Touches and reads a session: last-seen and the full idle TTL on all its keys, atomically
+/// with the read, plus one result-cache entry when ARGV[3] names one.
 const LOAD: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end
 redis.call('HSET', KEYS[1], 'last_seen_ms', ARGV[1])
 for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], ARGV[2]) end
-return redis.call('HGETALL', KEYS[1])
+local cached = false
+if ARGV[3] ~= '' then cached = redis.call('HGET', KEYS[2], ARGV[3]) end
+return {redis.call('HGETALL', KEYS[1]), cached}
+";
+
+/// Stores a cache entry and evicts the oldest while over budget.
+/// KEYS: session, cache, age. ARGV: field, value, now_ms, ttl_ms, budget.
+const CACHE_PUT: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local old = redis.call('HGET', KEYS[2], ARGV[1])
+if old then redis.call('HINCRBY', KEYS[2], '__bytes', -string.len(old)) end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+local bytes = redis.call('HINCRBY', KEYS[2], '__bytes', string.len(ARGV[2]))
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
+local budget = tonumber(ARGV[5])
+while bytes > budget do
+  local oldest = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
+  if not oldest then break end
+  redis.call('ZREM', KEYS[3], oldest)
+  local v = redis.call('HGET', KEYS[2], oldest)
+  if v then
+    redis.call('HDEL', KEYS[2], oldest)
+    bytes = redis.call('HINCRBY', KEYS[2], '__bytes', -string.len(v))
+  end
+end
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+redis.call('PEXPIRE', KEYS[3], ARGV[4])
+return 1
 ";
 
 /// Compare-and-set of `state` on `state_rev`: -1 missing, 0 conflict, 1 applied.
@@ -47,6 +75,7 @@ pub struct RedisStore {
     url: String,
     create: Script,
     load: Script,
+    cache_put: Script,
     replace_state: Script,
 }
 
@@ -73,6 +102,7 @@ impl RedisStore {
             url: redact_url_password(url),
             create: Script::new(CREATE),
             load: Script::new(LOAD),
+            cache_put: Script::new(CACHE_PUT),
             replace_state: Script::new(REPLACE_STATE),
         })
     }
@@ -175,15 +205,76 @@ impl SessionStore for RedisStore {
         now_ms: u64,
         ttl: Duration,
     ) -> Result<Option<SessionRecord>, StoreError> {
-        let fields: Option<Vec<(String, String)>> = self
+        Ok(self.load_with_cache(id, now_ms, ttl, "").await?.map(|(record, _)| record))
+    }
+
+    async fn load_with_cache(
+        &self,
+        id: &SessionId,
+        now_ms: u64,
+        ttl: Duration,
+        field: &str,
+    ) -> Result<Option<(SessionRecord, Option<String>)>, StoreError> {
+        let (cache, age) = self.keys.cache(id);
+        let reply: Option<(Vec<(String, String)>, Option<String>)> = self
             .load
             .key(self.keys.session(id))
+            .key(cache)
+            .key(age)
             .arg(now_ms)
             .arg(ttl_ms(ttl))
+            .arg(field)
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(unavailable)?;
-        fields.map(from_fields).transpose()
+        reply.map(|(fields, cached)| Ok((from_fields(fields)?, cached))).transpose()
+    }
+
+    async fn cache_get(&self, id: &SessionId, field: &str) -> Result<Option<String>, StoreError> {
+        self.conn.clone().hget(self.keys.cache(id).0, field).await.map_err(unavailable)
+    }
+
+    async fn cache_put(
+        &self,
+        id: &SessionId,
+        field: &str,
+        value: &str,
+        now_ms: u64,
+        ttl: Duration,
+        budget: usize,
+    ) -> Result<(), StoreError> {
+        let (cache, age) = self.keys.cache(id);
+        let _: i64 = self
+            .cache_put
+            .key(self.keys.session(id))
+            .key(cache)
+            .key(age)
+            .arg(field)
+            .arg(value)
+            .arg(now_ms)
+            .arg(ttl_ms(ttl))
+            .arg(budget)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn try_lock(&self, id: &SessionId, name: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let options = redis::SetOptions::default()
+            .conditional_set(redis::ExistenceCheck::NX)
+            .with_expiration(redis::SetExpiry::PX(ttl_ms(ttl)));
+        let taken: Option<String> = self
+            .conn
+            .clone()
+            .set_options(self.keys.lock(id, name), "1", options)
+            .await
+            .map_err(unavailable)?;
+        Ok(taken.is_some())
+    }
+
+    async fn unlock(&self, id: &SessionId, name: &str) -> Result<(), StoreError> {
+        self.conn.clone().del(self.keys.lock(id, name)).await.map_err(unavailable)
     }
 
     async fn replace_state(
@@ -212,8 +303,12 @@ impl SessionStore for RedisStore {
     }
 
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
-        let removed: i64 = self.conn.clone().del(self.keys.session(id)).await.map_err(unavailable)?;
-        Ok(removed > 0)
+        let (cache, age) = self.keys.cache(id);
+        // One slot (the hash tag), so one multi-key DEL is fine in Cluster mode too.
+        let keys = [self.keys.session(id), cache, age];
+        let exists: i64 = self.conn.clone().exists(&keys[0]).await.map_err(unavailable)?;
+        let _: i64 = self.conn.clone().del(&keys).await.map_err(unavailable)?;
+        Ok(exists > 0)
     }
 
     async fn get_shared(&self, name: &str) -> Result<Option<String>, StoreError> {

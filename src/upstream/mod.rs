@@ -192,6 +192,7 @@ impl McpManager {
         &self,
         server: &str,
         credentials: &serde_json::Value,
+        client_capabilities: Option<&RawValue>,
         method: &str,
         params: Option<&RawValue>,
         relay: Option<&Relay>,
@@ -219,7 +220,15 @@ impl McpManager {
             inbound: mpsc::channel(16),
             relayed: Vec::new(),
         };
-        let work = self.converse(&mut session, &runtime.config, &runtime.label, started, method, params);
+        let work = self.converse(
+            &mut session,
+            &runtime.config,
+            &runtime.label,
+            started,
+            client_capabilities,
+            method,
+            params,
+        );
         let result = tokio::select! {
             result = work => result,
             () = self.reaper.killing() => Err(UpstreamError::Exited),
@@ -236,16 +245,18 @@ impl McpManager {
         result.map(|(init, result)| Outcome { result, init })
     }
 
+    #[allow(clippy::too_many_arguments)] // the private body of `call`, with its parts passed down
     async fn converse(
         &self,
         session: &mut UpstreamSession<'_>,
         config: &ServerConfig,
         label: &str,
         started: Instant,
+        client_capabilities: Option<&RawValue>,
         method: &str,
         params: Option<&RawValue>,
     ) -> Result<(Box<RawValue>, Box<RawValue>), UpstreamError> {
-        let init_params = initialize_params();
+        let init_params = initialize_params(client_capabilities);
         let init = session.request("0", "initialize", Some(&init_params));
         let init = match tokio::time::timeout(config.init_timeout, init).await {
             Ok(Ok(init)) => init,
@@ -275,14 +286,15 @@ fn cancelled_line(id: &str) -> String {
     }
 }
 
-fn initialize_params() -> Box<RawValue> {
-    let params = serde_json::json!({
-        "protocolVersion": UPSTREAM_PROTOCOL_VERSION,
-        "capabilities": {},
-        "clientInfo": {"name": "switchboard", "version": env!("CARGO_PKG_VERSION")},
-    });
-    // A json! value always serializes.
-    RawValue::from_string(params.to_string()).unwrap_or_else(|_| RawValue::NULL.to_owned())
+/// The gateway's `initialize` to a server: the client's own capabilities when it has a session
+/// on `/mcp` (so servers use sampling or elicitation only when the client offers them).
+fn initialize_params(client_capabilities: Option<&RawValue>) -> Box<RawValue> {
+    let capabilities = client_capabilities.map_or("{}", RawValue::get);
+    let params = format!(
+        r#"{{"protocolVersion":"{UPSTREAM_PROTOCOL_VERSION}","capabilities":{capabilities},"clientInfo":{{"name":"switchboard","version":"{}"}}}}"#,
+        env!("CARGO_PKG_VERSION")
+    );
+    RawValue::from_string(params).unwrap_or_else(|_| RawValue::NULL.to_owned())
 }
 
 impl ServerRuntime {
