@@ -7,4 +7,5 @@
 mod core;
 mod mcp;
 mod ops;
+mod results;
 mod support;
