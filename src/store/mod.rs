@@ -16,8 +16,11 @@ use tokio::sync::mpsc;
 
 use crate::session::{SessionId, SessionRecord};
 
+mod connection;
 mod memory;
 mod redis;
+
+pub use connection::Topology;
 
 pub use memory::MemoryStore;
 pub use redis::RedisStore;

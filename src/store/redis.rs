@@ -5,10 +5,12 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use std::sync::Arc;
+
 use redis::{AsyncCommands, Script};
 use tokio::sync::mpsc;
 
+use super::connection::{Conn, Connector, Topology};
 use super::{CasOutcome, Keys, SessionStore, StoreError, ttl_ms};
 use crate::config::redact_url_password;
 use crate::session::{SCHEMA_VERSION, SessionId, SessionRecord};
@@ -69,8 +71,7 @@ return 1
 
 /// Sessions in a standalone Redis (a reconnecting multiplexed connection).
 pub struct RedisStore {
-    client: redis::Client,
-    conn: ConnectionManager,
+    connector: Arc<Connector>,
     keys: Keys,
     url: String,
     create: Script,
@@ -88,16 +89,10 @@ impl RedisStore {
     /// Connects to `url`. Operations time out after `op_timeout` so a dead Redis is a
     /// quick 503, never a hang; the connection is re-established in the background.
     pub async fn connect(url: &str, prefix: &str, op_timeout: Duration) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url).map_err(unavailable)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(op_timeout))
-            .set_response_timeout(Some(op_timeout))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_with_config(client.clone(), config).await.map_err(unavailable)?;
+        let topology = Topology::parse(url).map_err(StoreError::Unavailable)?;
+        let connector = Connector::connect(&topology, op_timeout).await.map_err(unavailable)?;
         Ok(Self {
-            client,
-            conn,
+            connector,
             keys: Keys::new(prefix),
             url: redact_url_password(url),
             create: Script::new(CREATE),
@@ -105,6 +100,20 @@ impl RedisStore {
             cache_put: Script::new(CACHE_PUT),
             replace_state: Script::new(REPLACE_STATE),
         })
+    }
+
+    /// A connection for one operation.
+    fn conn(&self) -> Conn {
+        self.connector.conn()
+    }
+
+    /// Maps a failed operation to [`StoreError::Unavailable`]; with Sentinel, a failure that a
+    /// failover explains starts resolving the master again in the background.
+    fn fail(&self) -> impl Fn(redis::RedisError) -> StoreError + '_ {
+        move |e| {
+            self.connector.note_error(&e);
+            unavailable(e)
+        }
     }
 
     /// The key layout, for tools that inspect Redis directly.
@@ -195,7 +204,7 @@ impl SessionStore for RedisStore {
         for (name, value) in to_fields(record) {
             invocation.arg(name).arg(value);
         }
-        let created: i64 = invocation.invoke_async(&mut self.conn.clone()).await.map_err(unavailable)?;
+        let created: i64 = invocation.invoke_async(&mut self.conn()).await.map_err(self.fail())?;
         if created == 1 { Ok(()) } else { Err(StoreError::Corrupt("session id collision".into())) }
     }
 
@@ -224,14 +233,14 @@ impl SessionStore for RedisStore {
             .arg(now_ms)
             .arg(ttl_ms(ttl))
             .arg(field)
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.conn())
             .await
-            .map_err(unavailable)?;
+            .map_err(self.fail())?;
         reply.map(|(fields, cached)| Ok((from_fields(fields)?, cached))).transpose()
     }
 
     async fn cache_get(&self, id: &SessionId, field: &str) -> Result<Option<String>, StoreError> {
-        self.conn.clone().hget(self.keys.cache(id).0, field).await.map_err(unavailable)
+        self.conn().hget(self.keys.cache(id).0, field).await.map_err(self.fail())
     }
 
     async fn cache_put(
@@ -254,9 +263,9 @@ impl SessionStore for RedisStore {
             .arg(now_ms)
             .arg(ttl_ms(ttl))
             .arg(budget)
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.conn())
             .await
-            .map_err(unavailable)?;
+            .map_err(self.fail())?;
         Ok(())
     }
 
@@ -264,17 +273,13 @@ impl SessionStore for RedisStore {
         let options = redis::SetOptions::default()
             .conditional_set(redis::ExistenceCheck::NX)
             .with_expiration(redis::SetExpiry::PX(ttl_ms(ttl)));
-        let taken: Option<String> = self
-            .conn
-            .clone()
-            .set_options(self.keys.lock(id, name), "1", options)
-            .await
-            .map_err(unavailable)?;
+        let taken: Option<String> =
+            self.conn().set_options(self.keys.lock(id, name), "1", options).await.map_err(self.fail())?;
         Ok(taken.is_some())
     }
 
     async fn unlock(&self, id: &SessionId, name: &str) -> Result<(), StoreError> {
-        self.conn.clone().del(self.keys.lock(id, name)).await.map_err(unavailable)
+        self.conn().del(self.keys.lock(id, name)).await.map_err(self.fail())
     }
 
     async fn replace_state(
@@ -292,9 +297,9 @@ impl SessionStore for RedisStore {
             .arg(state)
             .arg(now_ms)
             .arg(ttl_ms(ttl))
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.conn())
             .await
-            .map_err(unavailable)?;
+            .map_err(self.fail())?;
         Ok(match outcome {
             1 => CasOutcome::Applied,
             0 => CasOutcome::Conflict,
@@ -306,37 +311,50 @@ impl SessionStore for RedisStore {
         let (cache, age) = self.keys.cache(id);
         // One slot (the hash tag), so one multi-key DEL is fine in Cluster mode too.
         let keys = [self.keys.session(id), cache, age];
-        let exists: i64 = self.conn.clone().exists(&keys[0]).await.map_err(unavailable)?;
-        let _: i64 = self.conn.clone().del(&keys).await.map_err(unavailable)?;
+        let exists: i64 = self.conn().exists(&keys[0]).await.map_err(self.fail())?;
+        let _: i64 = self.conn().del(&keys).await.map_err(self.fail())?;
         Ok(exists > 0)
     }
 
     async fn get_shared(&self, name: &str) -> Result<Option<String>, StoreError> {
-        self.conn.clone().get(self.keys.shared(name)).await.map_err(unavailable)
+        self.conn().get(self.keys.shared(name)).await.map_err(self.fail())
     }
 
     async fn put_shared(&self, name: &str, value: &str, ttl: Duration) -> Result<(), StoreError> {
-        self.conn.clone().pset_ex(self.keys.shared(name), value, ttl_ms(ttl)).await.map_err(unavailable)
+        self.conn().pset_ex(self.keys.shared(name), value, ttl_ms(ttl)).await.map_err(self.fail())
     }
 
     async fn publish(&self, channel: &str, message: &str) -> Result<(), StoreError> {
-        self.conn.clone().publish(channel, message).await.map_err(unavailable)
+        self.conn().publish(channel, message).await.map_err(self.fail())
     }
 
     fn subscribe(&self, channels: Vec<String>, sink: mpsc::Sender<(String, String)>) {
-        let client = self.client.clone();
+        let connector = self.connector.clone();
         tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(200);
             while !sink.is_closed() {
+                // Asked anew each time: after a Sentinel failover it is the new master.
+                let client = connector.client();
+                let started = std::time::Instant::now();
                 if let Err(e) = pump(&client, &channels, &sink).await {
-                    tracing::warn!(error = %e, "pub/sub connection lost; re-subscribing");
+                    if backoff <= Duration::from_millis(200) {
+                        tracing::warn!(error = %e, "pub/sub connection lost; re-subscribing");
+                    } else {
+                        tracing::debug!(error = %e, "pub/sub still unavailable");
+                    }
                 }
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                // A connection that lived a while was healthy: start the backoff again.
+                if started.elapsed() > Duration::from_secs(10) {
+                    backoff = Duration::from_millis(200);
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
             }
         });
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        redis::cmd("PING").query_async::<()>(&mut self.conn.clone()).await.map_err(unavailable)
+        redis::cmd("PING").query_async::<()>(&mut self.conn()).await.map_err(self.fail())
     }
 
     fn describe(&self) -> String {

@@ -78,3 +78,79 @@ async fn a_rolling_restart_under_load_behind_nginx_loses_no_call_and_no_session(
         worker.stop();
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn while_redis_is_down_requests_get_a_quick_503_and_service_resumes_by_itself() {
+    let mut redis = Redis::start();
+    let worker = Worker::with_redis(&redis, &[]);
+    let client = http();
+    let session = init(&client, &worker).await;
+    redis.stop();
+    let started = Instant::now();
+    let (status, body) = call_tool(&client, &worker, &session, "echo", json!({"text": "x"})).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "store_unavailable");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "a dead Redis must fail fast, took {:?}",
+        started.elapsed()
+    );
+    let ready = client.get(worker.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let response = client
+        .post(worker.url("/init"))
+        .json(&json!({"credentials": {"token": "demo"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().contains_key("retry-after"));
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    redis.start_again();
+    let mut resumed = false;
+    for _ in 0..50 {
+        let ready = client.get(worker.url("/readyz")).send().await.unwrap();
+        if ready.status() == 200 {
+            resumed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(resumed, "/readyz did not recover after Redis came back");
+    let session = init(&client, &worker).await;
+    let (status, _) = call_tool(&client, &worker, &session, "echo", json!({"text": "back"})).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_parse_as_prometheus_text_and_count_the_requests_made() {
+    let worker = Worker::start(&[], None);
+    let client = http();
+    let session = init(&client, &worker).await;
+    for _ in 0..3 {
+        call_tool(&client, &worker, &session, "echo", json!({"text": "m"})).await;
+    }
+    let (status, _) = call_tool(&client, &worker, &"x".repeat(43), "echo", json!({})).await;
+    assert_eq!(status, 404);
+    let text = client.get(worker.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let mut samples = std::collections::HashMap::new();
+    for line in text.lines() {
+        if line.starts_with('#') || line.is_empty() {
+            continue;
+        }
+        let (name, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("not a sample line: {line}"));
+        let value: f64 = value.parse().unwrap_or_else(|_| panic!("not a number: {line}"));
+        samples.insert(name.to_string(), value);
+    }
+    assert!(text.trim_end().ends_with("# EOF"), "OpenMetrics text ends with # EOF");
+    let count = |route: &str, status: u16| {
+        samples
+            .get(&format!("switchboard_http_requests_total{{route=\"{route}\",status=\"{status}\"}}"))
+            .copied()
+    };
+    assert_eq!(count("/init", 200), Some(1.0));
+    assert_eq!(count("/call-tool", 200), Some(3.0));
+    assert_eq!(count("/call-tool", 404), Some(1.0));
+    assert_eq!(samples.get("switchboard_mcp_spawns_total{server=\"default\"}"), Some(&3.0));
+    assert!(samples.get("switchboard_mcp_live_children").is_some_and(|v| (0.0..=3.0).contains(v)));
+}

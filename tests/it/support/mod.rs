@@ -41,38 +41,55 @@ fn signal(pid: u32, sig: i32) {
 pub struct Redis {
     pub port: u16,
     child: Child,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
+    extra: Vec<String>,
+}
+
+fn spawn_redis(port: u16, dir: &Path, extra: &[String]) -> Child {
+    Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(dir)
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server must be installed (scripts/test.sh installs it)")
 }
 
 impl Redis {
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts one with extra `redis-server` arguments.
+    pub fn start_with(extra: &[&str]) -> Self {
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         for _ in 0..5 {
             let dir = tempfile::tempdir().expect("tempdir");
             let port = free_port();
-            let child = Command::new("redis-server")
-                .args([
-                    "--port",
-                    &port.to_string(),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                ])
-                .arg("--dir")
-                .arg(dir.path())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("redis-server must be installed (scripts/test.sh installs it)");
-            let mut redis = Self { port, child, _dir: dir };
-            if wait_until(Duration::from_secs(5), || redis.cli(&["PING"]).is_ok_and(|o| o.trim() == "PONG")) {
+            let child = spawn_redis(port, dir.path(), &extra);
+            let mut redis = Self { port, child, dir, extra: extra.clone() };
+            if redis.wait_ready() {
                 return redis;
             }
             let _ = redis.child.kill();
         }
         panic!("redis-server did not start");
+    }
+
+    fn wait_ready(&self) -> bool {
+        wait_until(Duration::from_secs(5), || self.cli(&["PING"]).is_ok_and(|o| o.trim() == "PONG"))
+    }
+
+    /// Starts it again on the same port (after [`Redis::stop`]); the data is gone.
+    pub fn start_again(&mut self) {
+        self.child = spawn_redis(self.port, self.dir.path(), &self.extra);
+        assert!(self.wait_ready(), "redis-server did not start again");
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn url(&self) -> String {
