@@ -45,6 +45,11 @@ pub enum Command {
     ConformanceServer,
     /// Load and validate the config, print it with secrets redacted.
     CheckConfig,
+    /// Inspect and end sessions straight from Redis (never prints a credential).
+    Sessions {
+        #[command(subcommand)]
+        action: SessionsAction,
+    },
     /// Load generator against a running deployment: latency histogram and calls/s.
     Bench {
         /// Base URL of the deployment (a worker or the load balancer).
@@ -88,6 +93,23 @@ pub enum Command {
         #[arg(long, default_value_t = 60.0)]
         timeout_secs: f64,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionsAction {
+    /// Every session: id, age, idle time, TTL left, principal, state size.
+    List {
+        /// Show at most this many.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One session: its record (credentials stay sealed) and its activity log.
+    Show { id: String },
+    /// End a session now.
+    Expire { id: String },
 }
 
 /// Runs the parsed command line.
@@ -134,6 +156,18 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 print!("{}", report.render_table());
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Sessions { action } => {
+            telemetry::init_logging(cli.log_format, "warn");
+            let config = load_config(cli.config.as_deref())?;
+            let Some(url) = config.redis_url.clone() else {
+                anyhow::bail!(
+                    "sessions live in Redis: set SWITCHBOARD_REDIS_URL (the embedded store of a \
+                     single worker cannot be inspected from outside it)"
+                );
+            };
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(sessions(&url, &config.key_prefix, action))
         }
         Command::CheckConfig => {
             let config = load_config(cli.config.as_deref())?;
@@ -229,6 +263,52 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     server::spawn_dispatcher(state.clone());
     server::run(listener, state, shutdown_signal()).await?;
     Ok(())
+}
+
+async fn sessions(url: &str, prefix: &str, action: SessionsAction) -> anyhow::Result<ExitCode> {
+    let admin = crate::store::admin::Admin::connect(url, prefix).await?;
+    match action {
+        SessionsAction::List { limit, json } => {
+            let sessions = admin.list(limit).await?;
+            if json {
+                for s in &sessions {
+                    println!("{}", serde_json::to_string(s)?);
+                }
+            } else {
+                println!(
+                    "{:<43}  {:>8}  {:>8}  {:>8}  {:>6}  principal",
+                    "id", "age_s", "idle_s", "ttl_s", "state"
+                );
+                for s in &sessions {
+                    println!(
+                        "{:<43}  {:>8}  {:>8}  {:>8}  {:>6}  {}",
+                        s.id, s.age_secs, s.idle_secs, s.ttl_secs, s.state_bytes, s.principal
+                    );
+                }
+                eprintln!("{} session(s)", sessions.len());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        SessionsAction::Show { id } => match admin.show(&id).await? {
+            Some(view) => {
+                println!("{}", serde_json::to_string_pretty(&view)?);
+                Ok(ExitCode::SUCCESS)
+            }
+            None => {
+                eprintln!("no such session");
+                Ok(ExitCode::from(1))
+            }
+        },
+        SessionsAction::Expire { id } => {
+            if admin.expire(&id).await? {
+                println!("expired");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!("no such session");
+                Ok(ExitCode::from(1))
+            }
+        }
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -121,7 +121,7 @@ pub async fn server_tools(
     if let Some(list) = state.catalog.get(server, state.config.tools_cache_ttl) {
         return Ok(list);
     }
-    let key = format!("tools:{server}:{}", state.manager.config_hash(server).unwrap_or("none"));
+    let key = tools_key(state, server);
     if let Some(cached) = state.store.get_shared(&key).await.map_err(ApiError::from)?
         && let Ok(tools) = serde_json::from_str::<Vec<Value>>(&cached)
     {
@@ -167,6 +167,22 @@ pub async fn server_tools(
     Ok(list)
 }
 
+/// A server's tool list if this worker or the shared store knows it (never spawns).
+async fn known_tools(state: &AppState, server: &str) -> Option<Arc<Vec<Value>>> {
+    if let Some(list) = state.catalog.get(server, state.config.tools_cache_ttl) {
+        return Some(list);
+    }
+    let key = tools_key(state, server);
+    let cached = state.store.get_shared(&key).await.ok().flatten()?;
+    let list = Arc::new(serde_json::from_str::<Vec<Value>>(&cached).ok()?);
+    state.catalog.put(server, list.clone());
+    Some(list)
+}
+
+fn tools_key(state: &AppState, server: &str) -> String {
+    format!("tools:{server}:{}", state.manager.config_hash(server).unwrap_or("none"))
+}
+
 /// Every server's tools, namespaced `server.tool` when there are several. A server that
 /// fails is logged and skipped: the others' tools stay usable.
 pub async fn all_tools(state: &AppState, credentials: &Value) -> Result<Vec<Value>, ApiError> {
@@ -207,10 +223,47 @@ pub struct ToolCall<'a> {
     pub params: &'a RawValue,
     /// `false` bypasses the cache.
     pub use_cache: bool,
+    /// The route it came by, for the activity log.
+    pub route: &'static str,
 }
 
 /// Runs a tool call through the cache; returns what the client sees and whether it was a hit.
+/// Every call is recorded in the session's activity log (off the response path).
 pub async fn call_tool(
+    state: &AppState,
+    id: &SessionId,
+    call: &ToolCall<'_>,
+    client_capabilities: Option<&RawValue>,
+    relay: Option<&Relay>,
+) -> Result<(String, bool), CallFailure> {
+    let started = Instant::now();
+    let result = cached_call(state, id, call, client_capabilities, relay).await;
+    let outcome = match &result {
+        Ok((_, true)) => "cached".to_string(),
+        Ok((raw, false)) if is_error(raw) => "tool_error".to_string(),
+        Ok(_) => "ok".to_string(),
+        Err(CallFailure::Api(e)) => e.code.to_string(),
+        Err(CallFailure::Upstream(e)) => super::error::upstream_status(e).1.to_string(),
+    };
+    let entry = serde_json::json!({
+        "at_ms": now_ms(),
+        "route": call.route,
+        "tool": format!("{}.{}", call.server, call.tool),
+        "ms": started.elapsed().as_secs_f64() * 1e3,
+        "outcome": outcome,
+        "worker": state.relay.worker_id(),
+    })
+    .to_string();
+    let (store, id, ttl) = (state.store.clone(), id.clone(), state.config.idle_ttl());
+    tokio::spawn(async move {
+        if let Err(e) = store.log_activity(&id, &entry, ttl).await {
+            tracing::debug!(error = %e, "could not record activity");
+        }
+    });
+    result
+}
+
+async fn cached_call(
     state: &AppState,
     id: &SessionId,
     call: &ToolCall<'_>,
@@ -226,9 +279,8 @@ pub async fn call_tool(
         .into());
     }
     let policy = state.policies.get(call.server, call.tool);
-    let annotations = state
-        .catalog
-        .get(call.server, state.config.tools_cache_ttl)
+    let annotations = known_tools(state, call.server)
+        .await
         .and_then(|list| {
             list.iter().find(|t| t.get("name").and_then(Value::as_str) == Some(call.tool)).cloned()
         })

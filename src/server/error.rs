@@ -84,38 +84,40 @@ impl From<AuthError> for ApiError {
     }
 }
 
+/// Status and stable code of an upstream failure: the one place they are decided.
+pub fn upstream_status(e: &UpstreamError) -> (StatusCode, &'static str) {
+    match e {
+        UpstreamError::Saturated => (StatusCode::SERVICE_UNAVAILABLE, "saturated"),
+        UpstreamError::UnknownServer(_) => (StatusCode::NOT_FOUND, "unknown_server"),
+        UpstreamError::Timeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
+        UpstreamError::TooLarge { .. } => (StatusCode::BAD_GATEWAY, "result_too_large"),
+        UpstreamError::Spawn(_) => (StatusCode::BAD_GATEWAY, "upstream_spawn_failed"),
+        UpstreamError::Exited => (StatusCode::BAD_GATEWAY, "upstream_exited"),
+        UpstreamError::Protocol(_) => (StatusCode::BAD_GATEWAY, "upstream_protocol"),
+        UpstreamError::Rpc(_) => (StatusCode::BAD_GATEWAY, "mcp_error"),
+    }
+}
+
 impl From<UpstreamError> for ApiError {
     fn from(e: UpstreamError) -> Self {
         let message = e.to_string();
+        let (status, code) = upstream_status(&e);
         match e {
-            UpstreamError::Saturated => Self {
-                retry_after: Some(1),
-                ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "saturated", message)
-            },
-            UpstreamError::UnknownServer(_) => Self::new(StatusCode::NOT_FOUND, "unknown_server", message),
-            UpstreamError::Timeout { .. } => {
-                Self::new(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", message)
-            }
-            UpstreamError::TooLarge { .. } => Self::new(StatusCode::BAD_GATEWAY, "result_too_large", message),
-            UpstreamError::Spawn(_) => Self::new(StatusCode::BAD_GATEWAY, "upstream_spawn_failed", message),
-            UpstreamError::Exited => Self::new(StatusCode::BAD_GATEWAY, "upstream_exited", message),
-            UpstreamError::Protocol(_) => Self::new(StatusCode::BAD_GATEWAY, "upstream_protocol", message),
+            UpstreamError::Saturated => Self { retry_after: Some(1), ..Self::new(status, code, message) },
             UpstreamError::Rpc(raw) => {
                 let detail: serde_json::Value =
                     serde_json::from_str(raw.get()).unwrap_or(serde_json::Value::Null);
-                let code = detail.get("code").and_then(serde_json::Value::as_i64).unwrap_or(0);
+                let rpc_code = detail.get("code").and_then(serde_json::Value::as_i64).unwrap_or(0);
                 let text = detail.get("message").and_then(|m| m.as_str()).unwrap_or("error").to_string();
                 // Bad method or params are the caller's mistake (an unknown tool, say).
-                let status = if (-32602..=-32600).contains(&code) {
-                    StatusCode::BAD_REQUEST
-                } else {
-                    StatusCode::BAD_GATEWAY
-                };
+                let status =
+                    if (-32602..=-32600).contains(&rpc_code) { StatusCode::BAD_REQUEST } else { status };
                 Self {
                     detail: Some(serde_json::json!({ "mcp_error": detail })),
-                    ..Self::new(status, "mcp_error", format!("the MCP server answered: {text}"))
+                    ..Self::new(status, code, format!("the MCP server answered: {text}"))
                 }
             }
+            _ => Self::new(status, code, message),
         }
     }
 }

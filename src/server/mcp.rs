@@ -514,6 +514,7 @@ async fn perform(
                 arguments: &arguments,
                 params: &params,
                 use_cache: true,
+                route: "/mcp",
             };
             Ok(super::calls::call_tool(state, session, &call, capabilities, relay).await?.0)
         }

@@ -229,6 +229,7 @@ pub(super) async fn call_tool(
         arguments: &arguments_value,
         params: &params,
         use_cache: request.cache != Some(false),
+        route: "/call-tool",
     };
     let (result, cached) = super::calls::call_tool(&state, &id, &call, None, None).await?;
     let body = format!(r#"{{"result":{result},"cached":{cached}}}"#);

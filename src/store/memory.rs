@@ -27,6 +27,7 @@ struct Inner {
     /// Result-cache entries per session: field → (value, stored at), and the bytes held.
     caches: HashMap<String, SessionCache>,
     locks: HashMap<String, Instant>,
+    logs: HashMap<String, std::collections::VecDeque<String>>,
     shared: HashMap<String, (String, Instant)>,
     subscribers: Vec<Subscriber>,
 }
@@ -64,8 +65,9 @@ impl SessionStore for MemoryStore {
             if inner.sessions.len() >= MAX_SESSIONS {
                 let now = Instant::now();
                 inner.sessions.retain(|_, (_, exp)| *exp > now);
-                let Inner { sessions, caches, .. } = &mut *inner;
+                let Inner { sessions, caches, logs, .. } = &mut *inner;
                 caches.retain(|id, _| sessions.contains_key(id));
+                logs.retain(|id, _| sessions.contains_key(id));
                 inner.shared.retain(|_, (_, exp)| *exp > now);
                 if inner.sessions.len() >= MAX_SESSIONS {
                     return Err(StoreError::Full);
@@ -140,6 +142,17 @@ impl SessionStore for MemoryStore {
         Ok(())
     }
 
+    async fn log_activity(&self, id: &SessionId, entry: &str, _ttl: Duration) -> Result<(), StoreError> {
+        self.with(|inner| {
+            if live(&mut inner.sessions, id.as_str()).is_some() {
+                let log = inner.logs.entry(id.to_string()).or_default();
+                log.push_front(entry.to_string());
+                log.truncate(super::ACTIVITY_LOG_LEN);
+            }
+        });
+        Ok(())
+    }
+
     async fn try_lock(&self, id: &SessionId, name: &str, ttl: Duration) -> Result<bool, StoreError> {
         Ok(self.with(|inner| {
             let key = format!("{id}:{name}");
@@ -188,6 +201,7 @@ impl SessionStore for MemoryStore {
             let existed = live(&mut inner.sessions, id.as_str()).is_some();
             inner.sessions.remove(id.as_str());
             inner.caches.remove(id.as_str());
+            inner.logs.remove(id.as_str());
             existed
         }))
     }

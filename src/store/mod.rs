@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 
 use crate::session::{SessionId, SessionRecord};
 
+pub mod admin;
 mod connection;
 mod memory;
 mod redis;
@@ -88,6 +89,9 @@ pub trait SessionStore: Send + Sync + 'static {
         budget: usize,
     ) -> Result<(), StoreError>;
 
+    /// Appends an entry to the session's capped activity log (kept with the session's TTL).
+    async fn log_activity(&self, id: &SessionId, entry: &str, ttl: Duration) -> Result<(), StoreError>;
+
     /// Takes the short lock `name` of a session (for single-flight cache misses); true if taken.
     async fn try_lock(&self, id: &SessionId, name: &str, ttl: Duration) -> Result<bool, StoreError>;
 
@@ -148,6 +152,11 @@ impl Keys {
         (format!("{}{{{id}}}:cache", self.prefix), format!("{}{{{id}}}:cache:age", self.prefix))
     }
 
+    /// The session's activity log (a capped list).
+    pub fn log(&self, id: &SessionId) -> String {
+        format!("{}{{{id}}}:log", self.prefix)
+    }
+
     /// A short lock of the session.
     pub fn lock(&self, id: &SessionId, name: &str) -> String {
         format!("{}{{{id}}}:lock:{name}", self.prefix)
@@ -168,6 +177,9 @@ impl Keys {
         &self.prefix
     }
 }
+
+/// Entries kept in a session's activity log.
+pub const ACTIVITY_LOG_LEN: usize = 50;
 
 fn ttl_ms(ttl: Duration) -> u64 {
     u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)

@@ -230,6 +230,7 @@ impl SessionStore for RedisStore {
             .key(self.keys.session(id))
             .key(cache)
             .key(age)
+            .key(self.keys.log(id))
             .arg(now_ms)
             .arg(ttl_ms(ttl))
             .arg(field)
@@ -267,6 +268,18 @@ impl SessionStore for RedisStore {
             .await
             .map_err(self.fail())?;
         Ok(())
+    }
+
+    async fn log_activity(&self, id: &SessionId, entry: &str, ttl: Duration) -> Result<(), StoreError> {
+        let key = self.keys.log(id);
+        let mut pipe = redis::pipe();
+        pipe.lpush(&key, entry)
+            .ignore()
+            .ltrim(&key, 0, super::ACTIVITY_LOG_LEN as isize - 1)
+            .ignore()
+            .pexpire(&key, ttl_ms(ttl) as i64)
+            .ignore();
+        pipe.query_async::<()>(&mut self.conn()).await.map_err(self.fail())
     }
 
     async fn try_lock(&self, id: &SessionId, name: &str, ttl: Duration) -> Result<bool, StoreError> {
@@ -310,7 +323,7 @@ impl SessionStore for RedisStore {
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
         let (cache, age) = self.keys.cache(id);
         // One slot (the hash tag), so one multi-key DEL is fine in Cluster mode too.
-        let keys = [self.keys.session(id), cache, age];
+        let keys = [self.keys.session(id), cache, age, self.keys.log(id)];
         let exists: i64 = self.conn().exists(&keys[0]).await.map_err(self.fail())?;
         let _: i64 = self.conn().del(&keys).await.map_err(self.fail())?;
         Ok(exists > 0)

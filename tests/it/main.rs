@@ -9,3 +9,4 @@ mod mcp;
 mod ops;
 mod results;
 mod support;
+mod topologies;

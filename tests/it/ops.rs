@@ -154,3 +154,41 @@ async fn metrics_parse_as_prometheus_text_and_count_the_requests_made() {
     assert_eq!(samples.get("switchboard_mcp_spawns_total{server=\"default\"}"), Some(&3.0));
     assert!(samples.get("switchboard_mcp_live_children").is_some_and(|v| (0.0..=3.0).contains(v)));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sessions_command_shows_activity_and_expires_without_printing_credentials() {
+    let redis = Redis::start();
+    let secret = "tok-never-printed";
+    let worker = Worker::with_redis(&redis, &[("SWITCHBOARD_AUTH_STATIC_TOKENS", secret)]);
+    let client = http();
+    let session = init_with(&client, &worker, json!({"token": secret})).await;
+    call_tool(&client, &worker, &session, "echo", json!({"text": "logged"})).await;
+    let url = redis.url();
+    let run = |args: &[&str]| {
+        std::process::Command::new(bin())
+            .args(args)
+            .env("SWITCHBOARD_REDIS_URL", &url)
+            .env("SWITCHBOARD_SECRET_KEY", SECRET_KEY)
+            .env("SWITCHBOARD_AUTH_STATIC_TOKENS", secret)
+            .output()
+            .unwrap()
+    };
+    let mut shown = String::new();
+    for _ in 0..50 {
+        let out = run(&["sessions", "show", &session]);
+        assert!(out.status.success());
+        shown = String::from_utf8_lossy(&out.stdout).into_owned();
+        if shown.contains("default.echo") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(shown.contains("\"route\": \"/call-tool\"") && shown.contains("default.echo"), "{shown}");
+    assert!(!shown.contains(secret), "{shown}");
+    let listed = String::from_utf8_lossy(&run(&["sessions", "list"]).stdout).into_owned();
+    assert!(listed.contains(&session) && !listed.contains(secret), "{listed}");
+    assert!(run(&["sessions", "expire", &session]).status.success());
+    let (status, _) = call_tool(&client, &worker, &session, "echo", json!({"text": "x"})).await;
+    assert_eq!(status, 404);
+    assert!(!run(&["sessions", "expire", &session]).status.success());
+}

@@ -399,3 +399,47 @@ impl Drop for Nginx {
         }
     }
 }
+
+/// A Redis Cluster or Sentinel setup started by the project's own `deploy/` script.
+pub struct DeployedRedis {
+    script: &'static str,
+    dir: tempfile::TempDir,
+    /// The `KEY=value` lines the script printed.
+    pub vars: std::collections::HashMap<String, String>,
+}
+
+impl DeployedRedis {
+    /// `script` is `redis-cluster.sh` or `redis-sentinel.sh`.
+    pub fn start(script: &'static str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = format!("{}/deploy/{script}", env!("CARGO_MANIFEST_DIR"));
+        let out =
+            Command::new("bash").arg(&path).arg("start").arg(dir.path()).output().expect("run deploy script");
+        assert!(out.status.success(), "{script} start failed: {}", String::from_utf8_lossy(&out.stderr));
+        let vars = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Self { script, dir, vars }
+    }
+}
+
+impl Drop for DeployedRedis {
+    fn drop(&mut self) {
+        let path = format!("{}/deploy/{}", env!("CARGO_MANIFEST_DIR"), self.script);
+        let _ = Command::new("bash").arg(&path).arg("stop").arg(self.dir.path()).output();
+    }
+}
+
+/// `redis-cli` against `host:port` (cluster mode follows redirects).
+pub fn redis_cli_at(addr: &str, cluster: bool, args: &[&str]) -> String {
+    let (host, port) = addr.rsplit_once(':').expect("host:port");
+    let mut command = Command::new("redis-cli");
+    command.args(["-h", host, "-p", port]);
+    if cluster {
+        command.arg("-c");
+    }
+    let out = command.args(args).output().expect("redis-cli");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

@@ -1,0 +1,118 @@
+//! Redis Cluster and Sentinel, started by the project's `deploy/` scripts.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::support::*;
+
+fn worker_on(url: &str) -> Worker {
+    Worker::start(
+        &[
+            ("SWITCHBOARD_REDIS_URL", url),
+            ("SWITCHBOARD_SECRET_KEY", SECRET_KEY),
+            ("SWITCHBOARD_AUTH_STATIC_TOKENS", "demo"),
+        ],
+        None,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_session_operation_works_on_a_three_master_cluster() {
+    let cluster = DeployedRedis::start("redis-cluster.sh");
+    let nodes = cluster.vars.get("NODES").expect("NODES").clone();
+    let url = format!("redis+cluster://{nodes}");
+    let a = worker_on(&url);
+    let b = worker_on(&url);
+    let client = http();
+    let mut sessions = Vec::new();
+    for _ in 0..6 {
+        sessions.push(init(&client, &a).await);
+    }
+    for session in &sessions {
+        let tools = client.get(b.url("/tools")).header("Mcp-Session-Id", session).send().await.unwrap();
+        assert_eq!(tools.status(), 200);
+        let (status, first) =
+            call_tool(&client, &b, session, "survey_summary", json!({"survey": "support-q3"})).await;
+        assert_eq!(status, 200, "{first}");
+        let (_, second) =
+            call_tool(&client, &a, session, "survey_summary", json!({"survey": "support-q3"})).await;
+        assert_eq!(second["cached"], json!(true), "cache hit across workers on a cluster");
+        let patched = client
+            .patch(a.url("/session"))
+            .header("Mcp-Session-Id", session)
+            .json(&json!({"step": 2}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(patched.status(), 200);
+    }
+    // The sessions are spread over the masters, and each session's keys share its slot.
+    let first_node = nodes.split(',').next().unwrap();
+    let key = format!("switchboard:{{{}}}", sessions[0]);
+    let slot = redis_cli_at(first_node, true, &["CLUSTER", "KEYSLOT", &key]);
+    let cache_slot = redis_cli_at(first_node, true, &["CLUSTER", "KEYSLOT", &format!("{key}:cache")]);
+    assert_eq!(slot, cache_slot);
+    // The admin CLI scans every master.
+    let out = std::process::Command::new(bin())
+        .args(["sessions", "list", "--json"])
+        .env("SWITCHBOARD_REDIS_URL", &url)
+        .env("SWITCHBOARD_SECRET_KEY", SECRET_KEY)
+        .env("SWITCHBOARD_AUTH_STATIC_TOKENS", "demo")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let listed = String::from_utf8_lossy(&out.stdout);
+    for session in &sessions {
+        assert!(listed.contains(session.as_str()), "{session} missing from `sessions list`");
+    }
+    assert!(!listed.contains("\"demo\""), "no credential in the listing");
+    let response =
+        client.delete(b.url("/session")).header("Mcp-Session-Id", &sessions[0]).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let (status, _) = call_tool(&client, &a, &sessions[0], "echo", json!({"text": "x"})).await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sessions_created_before_a_sentinel_failover_keep_working_after_it() {
+    let setup = DeployedRedis::start("redis-sentinel.sh");
+    let url = setup.vars.get("SWITCHBOARD_REDIS_URL").expect("URL").clone();
+    let sentinel = setup.vars.get("SENTINELS").expect("SENTINELS").split(',').next().unwrap().to_string();
+    let worker = worker_on(&url);
+    let client = http();
+    let session = init(&client, &worker).await;
+    let (status, _) = call_tool(&client, &worker, &session, "echo", json!({"text": "before"})).await;
+    assert_eq!(status, 200);
+    let master_before =
+        redis_cli_at(&sentinel, false, &["SENTINEL", "get-master-addr-by-name", "switchboard"]);
+    // Let the replica catch up, then fail over.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let answer = redis_cli_at(&sentinel, false, &["SENTINEL", "FAILOVER", "switchboard"]);
+    assert!(answer.contains("OK"), "{answer}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while redis_cli_at(&sentinel, false, &["SENTINEL", "get-master-addr-by-name", "switchboard"])
+        == master_before
+    {
+        assert!(Instant::now() < deadline, "the failover did not happen");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut last = (0, serde_json::Value::Null);
+    while Instant::now() < deadline {
+        last = call_tool(&client, &worker, &session, "echo", json!({"text": "after"})).await;
+        if last.0 == 200 {
+            break;
+        }
+        assert_eq!(last.0, 503, "only 503s are allowed while the worker switches masters: {}", last.1);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(last.0, 200, "the session did not survive the failover: {}", last.1);
+    let patched = client
+        .patch(worker.url("/session"))
+        .header("Mcp-Session-Id", &session)
+        .json(&json!({"a": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patched.status(), 200, "writes go to the new master");
+}
