@@ -227,7 +227,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         }
     };
     let metrics = Arc::new(Metrics::new());
-    let manager = McpManager::new(&config, &process_env, metrics.clone());
+    let manager = Arc::new(McpManager::new(&config, &process_env, metrics.clone()));
+    manager.start_prespawning();
     let auth = Authenticator::new(&config)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

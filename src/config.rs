@@ -162,6 +162,12 @@ pub struct ServerConfig {
     pub deny_tools: Vec<String>,
     /// Per-tool policies: cache, filter, size cap.
     pub tools: BTreeMap<String, ToolConfig>,
+    /// Children kept spawned and initialised ahead of requests (each still serves exactly one
+    /// request). Only for servers whose environment does not depend on the session.
+    pub prespawn: usize,
+    /// A pre-spawned child older than this is recycled unused.
+    #[serde(with = "secs_f64", rename = "prespawn_max_age_secs")]
+    pub prespawn_max_age: Duration,
 }
 
 /// Whether results of a tool are cached.
@@ -236,6 +242,8 @@ impl Default for ServerConfig {
             allow_tools: Vec::new(),
             deny_tools: Vec::new(),
             tools: BTreeMap::new(),
+            prespawn: 0,
+            prespawn_max_age: Duration::from_secs(60),
         }
     }
 }
@@ -380,6 +388,21 @@ impl Config {
             for tool in server.tools.keys() {
                 crate::results::ToolPolicy::from_config(server, tool, self.cache_ttl)
                     .map_err(|e| ConfigError::Invalid(format!("servers.{name}.tools.{e}")))?;
+            }
+            if server.prespawn > 0 {
+                if server.env.values().any(|v| v.contains("{credentials.")) {
+                    return invalid(format!(
+                        "servers.{name}: prespawn needs an environment that does not depend on the \
+                         session (its env maps credentials)"
+                    ));
+                }
+                if server.prespawn >= self.max_children {
+                    return invalid(format!(
+                        "servers.{name}: prespawn ({}) must be below max_children ({}) so requests \
+                         that cannot use a warm child still get a slot",
+                        server.prespawn, self.max_children
+                    ));
+                }
             }
             if name.is_empty() || name.contains(['.', '{', '}', ' ']) {
                 return invalid(format!(

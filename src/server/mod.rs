@@ -43,7 +43,7 @@ pub struct Shared {
     pub store: Arc<dyn SessionStore>,
     pub sealer: Sealer,
     pub auth: Authenticator,
-    pub manager: McpManager,
+    pub manager: Arc<McpManager>,
     pub metrics: Arc<Metrics>,
     /// Set on SIGTERM: readiness turns false while in-flight requests finish.
     pub draining: AtomicBool,

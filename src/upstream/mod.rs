@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::value::RawValue;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use crate::config::{Config, ServerConfig};
 use crate::protocol::UPSTREAM_PROTOCOL_VERSION;
@@ -69,6 +69,8 @@ struct ServerRuntime {
     templated_env: Vec<(String, Template)>,
     /// Hash of what determines the server's tool list, for cache keys.
     config_hash: String,
+    /// Pre-spawned children, when `prespawn` is set.
+    pool: Option<Pool>,
 }
 
 /// A value with `{credentials.PATH}` placeholders.
@@ -185,7 +187,61 @@ impl McpManager {
         self.reaper.shutdown(bound).await
     }
 
-    /// Runs one request (`method` with raw `params`) on a fresh instance of `server`.
+    /// A slot for one more child: through the bounded queue, then the cap (503 beyond).
+    async fn admit(&self) -> Result<OwnedSemaphorePermit, UpstreamError> {
+        let _queued = self.queue.clone().try_acquire_owned().map_err(|_| UpstreamError::Saturated)?;
+        tokio::time::timeout(self.queue_wait, self.slots.clone().acquire_owned())
+            .await
+            .map_err(|_| UpstreamError::Saturated)?
+            .map_err(|_| UpstreamError::Saturated)
+    }
+
+    /// Spawns and initialises a child (initialize → response → notifications/initialized).
+    async fn start(
+        &self,
+        runtime: &ServerRuntime,
+        credentials: &serde_json::Value,
+        client_capabilities: Option<&RawValue>,
+        permit: OwnedSemaphorePermit,
+    ) -> Result<Warm, UpstreamError> {
+        let spec = runtime.spawn_spec(credentials);
+        let started = Instant::now();
+        let (child, stdout) = process::spawn(&spec, runtime.config.shutdown_grace, permit, &self.reaper)
+            .map_err(|e| {
+                self.metrics.spawn_failed(&runtime.label);
+                UpstreamError::Spawn(e)
+            })?;
+        self.metrics.spawned(&runtime.label);
+        let mut session = UpstreamSession {
+            child,
+            reader: LineReader::new(stdout, runtime.config.max_message_bytes),
+            relay: None,
+            inbound: mpsc::channel(16),
+            relayed: Vec::new(),
+        };
+        let init_params = initialize_params(client_capabilities);
+        let limit = runtime.config.init_timeout;
+        let init = async {
+            let init =
+                match tokio::time::timeout(limit, session.request("0", "initialize", Some(&init_params)))
+                    .await
+                {
+                    Ok(result) => result?,
+                    Err(_) => return Err(timeout("initialize", limit)),
+                };
+            session.notify("notifications/initialized").await?;
+            Ok(init)
+        };
+        let init = tokio::select! {
+            init = init => init?,
+            () = self.reaper.killing() => return Err(UpstreamError::Exited),
+        };
+        self.metrics.observe_spawn(&runtime.label, started.elapsed());
+        Ok(Warm { child: session.child, reader: session.reader, init, born: Instant::now() })
+    }
+
+    /// Runs one request (`method` with raw `params`) on a fresh instance of `server`: a
+    /// pre-spawned one when the server has a warm pool and the request fits it.
     /// What the server sends first goes to `relay` when given; without one, server
     /// requests are refused and notifications dropped.
     pub async fn call(
@@ -198,37 +254,36 @@ impl McpManager {
         relay: Option<&Relay>,
     ) -> Result<Outcome, UpstreamError> {
         let runtime = self.servers.get(server).ok_or_else(|| UpstreamError::UnknownServer(server.into()))?;
-        let permit = {
-            let _queued = self.queue.clone().try_acquire_owned().map_err(|_| UpstreamError::Saturated)?;
-            tokio::time::timeout(self.queue_wait, self.slots.clone().acquire_owned())
-                .await
-                .map_err(|_| UpstreamError::Saturated)?
-                .map_err(|_| UpstreamError::Saturated)?
+        // Warm children were initialised without client capabilities: only such requests fit.
+        let fits_pool = client_capabilities.is_none_or(|c| c.get().trim() == "{}");
+        let warm = match (&runtime.pool, fits_pool) {
+            (Some(pool), true) => pool.take(),
+            _ => None,
         };
-        let spec = runtime.spawn_spec(credentials);
-        let started = Instant::now();
-        let (child, stdout) = process::spawn(&spec, runtime.config.shutdown_grace, permit, &self.reaper)
-            .map_err(|e| {
-                self.metrics.spawn_failed(&runtime.label);
-                UpstreamError::Spawn(e)
-            })?;
-        self.metrics.spawned(&runtime.label);
-        let mut session = UpstreamSession {
-            child,
-            reader: LineReader::new(stdout, runtime.config.max_message_bytes),
-            relay,
-            inbound: mpsc::channel(16),
-            relayed: Vec::new(),
+        let warm = match warm {
+            Some(warm) => {
+                self.metrics.cache("prespawn_hit");
+                warm
+            }
+            None => {
+                if runtime.pool.is_some() {
+                    self.metrics.cache("prespawn_miss");
+                }
+                let permit = self.admit().await?;
+                self.start(runtime, credentials, client_capabilities, permit).await?
+            }
         };
-        let work = self.converse(
-            &mut session,
-            &runtime.config,
-            &runtime.label,
-            started,
-            client_capabilities,
-            method,
-            params,
-        );
+        let Warm { child, reader, init, .. } = warm;
+        let mut session =
+            UpstreamSession { child, reader, relay, inbound: mpsc::channel(16), relayed: Vec::new() };
+        session.child.set_on_abandon(Some(cancelled_line("1")));
+        let limit = runtime.config.call_timeout;
+        let work = async {
+            match tokio::time::timeout(limit, session.request("1", method, params)).await {
+                Ok(result) => result,
+                Err(_) => Err(timeout("answer", limit)),
+            }
+        };
         let result = tokio::select! {
             result = work => result,
             () = self.reaper.killing() => Err(UpstreamError::Exited),
@@ -242,35 +297,109 @@ impl McpManager {
         }
         // Dropping the session takes the child down in the background either way.
         drop(session);
-        result.map(|(init, result)| Outcome { result, init })
+        if let Some(pool) = &runtime.pool {
+            pool.refill.notify_one();
+        }
+        result.map(|result| Outcome { result, init })
     }
 
-    #[allow(clippy::too_many_arguments)] // the private body of `call`, with its parts passed down
-    async fn converse(
-        &self,
-        session: &mut UpstreamSession<'_>,
-        config: &ServerConfig,
-        label: &str,
-        started: Instant,
-        client_capabilities: Option<&RawValue>,
-        method: &str,
-        params: Option<&RawValue>,
-    ) -> Result<(Box<RawValue>, Box<RawValue>), UpstreamError> {
-        let init_params = initialize_params(client_capabilities);
-        let init = session.request("0", "initialize", Some(&init_params));
-        let init = match tokio::time::timeout(config.init_timeout, init).await {
-            Ok(Ok(init)) => init,
-            Ok(Err(e)) => return Err(e),
-            Err(_) => return Err(timeout("initialize", config.init_timeout)),
-        };
-        self.metrics.observe_spawn(label, started.elapsed());
-        session.notify("notifications/initialized").await?;
-        session.child.set_on_abandon(Some(cancelled_line("1")));
-        let call = session.request("1", method, params);
-        match tokio::time::timeout(config.call_timeout, call).await {
-            Ok(result) => result.map(|result| (init, result)),
-            Err(_) => Err(timeout("answer", config.call_timeout)),
+    /// Keeps the warm pools of the servers that have one topped up, until worker shutdown.
+    pub fn start_prespawning(self: &Arc<Self>) {
+        for (name, runtime) in &self.servers {
+            if runtime.pool.is_none() {
+                continue;
+            }
+            let manager = self.clone();
+            let name = name.clone();
+            tokio::spawn(async move { manager.keep_warm(&name).await });
         }
+    }
+
+    async fn keep_warm(&self, server: &str) {
+        let Some(runtime) = self.servers.get(server) else { return };
+        let Some(pool) = &runtime.pool else { return };
+        let mut failures = 0u32;
+        loop {
+            pool.recycle();
+            while pool.len() < runtime.config.prespawn {
+                // Never wait for a slot: requests in the queue come first.
+                let Ok(permit) = self.slots.clone().try_acquire_owned() else { break };
+                match self.start(runtime, &serde_json::Value::Null, None, permit).await {
+                    Ok(warm) => {
+                        failures = 0;
+                        pool.put(warm);
+                    }
+                    Err(e) => {
+                        failures += 1;
+                        tracing::warn!(server, error = %e, "pre-spawning failed");
+                        break;
+                    }
+                }
+            }
+            let pause = if failures > 0 {
+                Duration::from_millis(500 * u64::from(failures.min(20)))
+            } else {
+                runtime.config.prespawn_max_age / 2
+            };
+            tokio::select! {
+                () = pool.refill.notified(), if failures == 0 => {}
+                () = tokio::time::sleep(pause) => {}
+                () = self.reaper.killing() => {
+                    pool.clear();
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// A spawned, initialised child not yet given a request.
+struct Warm {
+    child: ChildProcess,
+    reader: LineReader<tokio::process::ChildStdout>,
+    init: Box<RawValue>,
+    born: Instant,
+}
+
+/// Pre-spawned children of one server.
+struct Pool {
+    idle: std::sync::Mutex<std::collections::VecDeque<Warm>>,
+    max_age: Duration,
+    refill: tokio::sync::Notify,
+}
+
+impl Pool {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::VecDeque<Warm>> {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn put(&self, warm: Warm) {
+        self.lock().push_back(warm);
+    }
+
+    /// The youngest usable child; stale ones are dropped (and so taken down).
+    fn take(&self) -> Option<Warm> {
+        self.recycle();
+        self.lock().pop_back()
+    }
+
+    fn recycle(&self) {
+        let stale: Vec<Warm> = {
+            let mut idle = self.lock();
+            let (keep, stale) = idle.drain(..).partition(|w| w.born.elapsed() < self.max_age);
+            *idle = keep;
+            stale.into()
+        };
+        drop(stale);
+    }
+
+    fn clear(&self) {
+        let all: Vec<Warm> = self.lock().drain(..).collect();
+        drop(all);
     }
 }
 
@@ -313,7 +442,12 @@ impl ServerRuntime {
         let hashed: BTreeMap<&str, &String> = config.env.iter().map(|(k, v)| (k.as_str(), v)).collect();
         let fingerprint = serde_json::json!({"command": config.command, "env": hashed});
         let config_hash = blake3::hash(fingerprint.to_string().as_bytes()).to_hex()[..16].to_string();
-        Self { config: config.clone(), label: Arc::from(name), fixed_env, templated_env, config_hash }
+        let pool = (config.prespawn > 0).then(|| Pool {
+            idle: std::sync::Mutex::new(std::collections::VecDeque::new()),
+            max_age: config.prespawn_max_age,
+            refill: tokio::sync::Notify::new(),
+        });
+        Self { config: config.clone(), label: Arc::from(name), fixed_env, templated_env, config_hash, pool }
     }
 
     fn spawn_spec(&self, credentials: &serde_json::Value) -> SpawnSpec {

@@ -192,3 +192,47 @@ async fn the_sessions_command_shows_activity_and_expires_without_printing_creden
     assert_eq!(status, 404);
     assert!(!run(&["sessions", "expire", &session]).status.success());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn prespawned_children_serve_one_request_each_and_are_reaped_on_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "max_children = 4\n[servers.default]\ncommand = [\"{}\", \"demo-server\"]\nenv = {{ DEMO_TOKEN = \"fixed\" }}\nprespawn = 2\n",
+            bin()
+        ),
+    );
+    let mut worker = Worker::start(&[], Some(&config));
+    let pid = worker.pid();
+    assert!(
+        eventually(Duration::from_secs(10), || children_of(pid).len() == 2),
+        "two warm children expected"
+    );
+    let client = http();
+    let session = init(&client, &worker).await;
+    let warm_before: Vec<u32> = children_of(pid);
+    for i in 0..4 {
+        let response = client
+            .post(worker.url("/call-tool"))
+            .header("Mcp-Session-Id", &session)
+            .json(&json!({"tool": "echo", "arguments": {"text": format!("w{i}")}, "cache": false}))
+            .send()
+            .await
+            .unwrap();
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["result"]["content"][0]["text"], format!("w{i}"));
+    }
+    let metrics = client.get(worker.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("switchboard_cache_total{op=\"prespawn_hit\"}"), "{metrics}");
+    // Each warm child served one request and is gone; the pool was topped up with new ones.
+    assert!(eventually(Duration::from_secs(10), || {
+        let now = children_of(pid);
+        now.len() == 2 && warm_before.iter().all(|p| !now.contains(p))
+    }));
+    worker.stop();
+    assert!(processes().iter().all(|(_, ppid, _)| *ppid != pid));
+    for child in warm_before {
+        assert!(!std::path::Path::new(&format!("/proc/{child}")).exists());
+    }
+}
