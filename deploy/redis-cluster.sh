@@ -7,7 +7,8 @@
 # DIR holds the pidfiles, logs and cluster config files. On success `start` prints, on stdout,
 # lines that a shell can `eval` (values contain no spaces):
 #   NODES=127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3
-#   SWITCHBOARD_REDIS_URL=redis://127.0.0.1:P1,redis://127.0.0.1:P2,redis://127.0.0.1:P3
+#   SEED_URLS=redis://127.0.0.1:P1,redis://127.0.0.1:P2,redis://127.0.0.1:P3   (one URL per seed node)
+#   SWITCHBOARD_REDIS_URL=redis+cluster://127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3  (the worker's form)
 # Everything else goes to stderr. `start` on a DIR whose cluster is already up prints the same
 # lines again; a stopped or half-started DIR is cleaned and started afresh (empty), on the same
 # ports as before when no BASE_PORT is given and they are still free.
@@ -79,7 +80,8 @@ print_result() {
     say "cluster up: ${#PORTS[@]} masters, logs and pidfiles in $DIR"
     say "stop it with: $0 stop $DIR"
     echo "NODES=$nodes"
-    echo "SWITCHBOARD_REDIS_URL=$urls"
+    echo "SEED_URLS=$urls"
+    echo "SWITCHBOARD_REDIS_URL=redis+cluster://$nodes"
 }
 
 stop_cluster() {

@@ -249,7 +249,7 @@ pub async fn call_tool(
         "at_ms": now_ms(),
         "route": call.route,
         "tool": format!("{}.{}", call.server, call.tool),
-        "ms": started.elapsed().as_secs_f64() * 1e3,
+        "ms": u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         "outcome": outcome,
         "worker": state.relay.worker_id(),
     })

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
 
@@ -95,17 +95,37 @@ pub fn router(state: AppState) -> Router {
 
 /// Counts and times every request by route and status.
 async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    use tracing::Instrument;
     let started = Instant::now();
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
     let method = request.method().clone();
-    let response = next.run(request).await;
+    // A request id from the load balancer is kept (if sane), else one is made here.
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(new_request_id, String::from);
+    let span = tracing::info_span!("request", id = %request_id, %method, route = %route);
+    let mut response = next.run(request).instrument(span.clone()).await;
     let status = response.status().as_u16();
     state.metrics.request(&route, status, started.elapsed());
-    tracing::debug!(%method, route, status, elapsed_ms = started.elapsed().as_secs_f64() * 1e3, "request");
-    response.into_response()
+    span.in_scope(|| {
+        tracing::debug!(status, elapsed_ms = started.elapsed().as_secs_f64() * 1e3, "request done")
+    });
+    if let Ok(value) = axum::http::HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
+}
+
+fn new_request_id() -> String {
+    let mut bytes = [0u8; 8];
+    let _ = getrandom::fill(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Serves until `shutdown` resolves, then: readiness false, stop accepting, let in-flight

@@ -178,8 +178,9 @@ impl Keys {
     }
 }
 
-/// Entries kept in a session's activity log.
-pub const ACTIVITY_LOG_LEN: usize = 50;
+/// Entries kept in a session's activity log: enough to see what a session did lately,
+/// small enough (about 1 KB) that a session stays around 2 KB in Redis.
+pub const ACTIVITY_LOG_LEN: usize = 10;
 
 fn ttl_ms(ttl: Duration) -> u64 {
     u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
