@@ -15,7 +15,7 @@ use serde_json::value::RawValue;
 
 use super::{ApiError, AppState};
 use crate::protocol::jsonrpc::json_string;
-use crate::results::{ToolPolicy, cache_field, is_error};
+use crate::results::{ToolPolicy, cache_field, canonical, is_error};
 use crate::session::{SessionId, SessionRecord, now_ms};
 use crate::upstream::{Relay, UpstreamError};
 
@@ -94,14 +94,18 @@ pub struct Catalog {
 type Listing = (Instant, Arc<Vec<Value>>);
 
 impl Catalog {
-    fn get(&self, server: &str, max_age: Duration) -> Option<Arc<Vec<Value>>> {
+    fn get(&self, key: &str, max_age: Duration) -> Option<Arc<Vec<Value>>> {
         let lists = self.lists.lock().unwrap_or_else(|p| p.into_inner());
-        lists.get(server).filter(|(at, _)| at.elapsed() < max_age).map(|(_, list)| list.clone())
+        lists.get(key).filter(|(at, _)| at.elapsed() < max_age).map(|(_, list)| list.clone())
     }
 
-    fn put(&self, server: &str, list: Arc<Vec<Value>>) {
+    fn put(&self, key: &str, list: Arc<Vec<Value>>) {
         let mut lists = self.lists.lock().unwrap_or_else(|p| p.into_inner());
-        lists.insert(server.to_string(), (Instant::now(), list));
+        // Bounded: one list per server and capabilities set seen within the TTL.
+        if lists.len() >= 1024 {
+            lists.clear();
+        }
+        lists.insert(key.to_string(), (Instant::now(), list));
     }
 }
 
@@ -113,21 +117,25 @@ pub fn allowed(state: &AppState, server: &str, tool: &str) -> bool {
 }
 
 /// A server's tools (allow/deny applied), from this worker, the shared store, or one spawn.
+/// Servers may offer tools according to what the client supports (sampling, roots…), so
+/// lists are kept per client-capabilities set.
 pub async fn server_tools(
     state: &AppState,
     server: &str,
     credentials: &Value,
+    capabilities: Option<&RawValue>,
 ) -> Result<Arc<Vec<Value>>, CallFailure> {
-    if let Some(list) = state.catalog.get(server, state.config.tools_cache_ttl) {
+    let capabilities = capabilities.filter(|c| c.get().trim() != "{}");
+    let key = tools_key(state, server, capabilities);
+    if let Some(list) = state.catalog.get(&key, state.config.tools_cache_ttl) {
         return Ok(list);
     }
-    let key = tools_key(state, server);
     if let Some(cached) = state.store.get_shared(&key).await.map_err(ApiError::from)?
         && let Ok(tools) = serde_json::from_str::<Vec<Value>>(&cached)
     {
         state.metrics.cache("tools_hit");
         let list = Arc::new(tools);
-        state.catalog.put(server, list.clone());
+        state.catalog.put(&key, list.clone());
         return Ok(list);
     }
     state.metrics.cache("tools_miss");
@@ -140,7 +148,7 @@ pub async fn server_tools(
         };
         let params = RawValue::from_string(params).map_err(|e| ApiError::bad_request(e.to_string()))?;
         let outcome =
-            state.manager.call(server, credentials, None, "tools/list", Some(&params), None).await?;
+            state.manager.call(server, credentials, capabilities, "tools/list", Some(&params), None).await?;
         let page: Value = serde_json::from_str(outcome.result.get()).map_err(|e| {
             ApiError::new(axum::http::StatusCode::BAD_GATEWAY, "upstream_protocol", e.to_string())
         })?;
@@ -163,34 +171,47 @@ pub async fn server_tools(
         tracing::warn!(error = %e, "could not cache the tool list");
     }
     let list = Arc::new(tools);
-    state.catalog.put(server, list.clone());
+    state.catalog.put(&key, list.clone());
     Ok(list)
 }
 
 /// A server's tool list if this worker or the shared store knows it (never spawns).
 async fn known_tools(state: &AppState, server: &str) -> Option<Arc<Vec<Value>>> {
-    if let Some(list) = state.catalog.get(server, state.config.tools_cache_ttl) {
+    let key = tools_key(state, server, None);
+    if let Some(list) = state.catalog.get(&key, state.config.tools_cache_ttl) {
         return Some(list);
     }
-    let key = tools_key(state, server);
     let cached = state.store.get_shared(&key).await.ok().flatten()?;
     let list = Arc::new(serde_json::from_str::<Vec<Value>>(&cached).ok()?);
-    state.catalog.put(server, list.clone());
+    state.catalog.put(&key, list.clone());
     Some(list)
 }
 
-fn tools_key(state: &AppState, server: &str) -> String {
-    format!("tools:{server}:{}", state.manager.config_hash(server).unwrap_or("none"))
+/// The cache key of a server's tool list for a client-capabilities set.
+fn tools_key(state: &AppState, server: &str, capabilities: Option<&RawValue>) -> String {
+    let base = format!("tools:{server}:{}", state.manager.config_hash(server).unwrap_or("none"));
+    match capabilities {
+        Some(caps) => {
+            let canonical =
+                serde_json::from_str::<Value>(caps.get()).map(|v| canonical(&v)).unwrap_or_default();
+            format!("{base}:caps-{}", &blake3::hash(canonical.as_bytes()).to_hex()[..12])
+        }
+        None => base,
+    }
 }
 
 /// Every server's tools, namespaced `server.tool` when there are several. A server that
 /// fails is logged and skipped: the others' tools stay usable.
-pub async fn all_tools(state: &AppState, credentials: &Value) -> Result<Vec<Value>, ApiError> {
+pub async fn all_tools(
+    state: &AppState,
+    credentials: &Value,
+    capabilities: Option<&RawValue>,
+) -> Result<Vec<Value>, ApiError> {
     let names = state.manager.server_names();
     let prefixed = names.len() > 1;
     let mut all = Vec::new();
     for server in &names {
-        let tools = match server_tools(state, server, credentials).await {
+        let tools = match server_tools(state, server, credentials, capabilities).await {
             Ok(tools) => tools,
             Err(e) if prefixed => {
                 tracing::warn!(server, error = ?e, "server failed to list its tools; skipped");

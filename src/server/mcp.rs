@@ -504,7 +504,7 @@ async fn perform(
 ) -> Result<String, CallFailure> {
     match operation {
         Operation::ListTools => {
-            let tools = super::calls::all_tools(state, creds).await?;
+            let tools = super::calls::all_tools(state, creds, capabilities).await?;
             Ok(serde_json::json!({ "tools": tools }).to_string())
         }
         Operation::CallTool { server, tool, arguments, params } => {

@@ -240,7 +240,7 @@ pub(super) async fn tools(State(state): State<AppState>, headers: HeaderMap) -> 
     let id = session_id(&headers, None)?;
     let record = load_session(&state, &id).await?;
     let credentials = credentials(&state, &id, &record)?;
-    let tools = super::calls::all_tools(&state, &credentials).await?;
+    let tools = super::calls::all_tools(&state, &credentials, None).await?;
     Ok(json_response(StatusCode::OK, serde_json::json!({ "tools": tools }).to_string()))
 }
 

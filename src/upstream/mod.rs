@@ -134,6 +134,9 @@ pub struct McpManager {
     slots: Arc<Semaphore>,
     /// One permit per request waiting for a slot (the bounded queue).
     queue: Arc<Semaphore>,
+    /// Children that have answered and are exiting (close stdin → grace → signals → reap):
+    /// bounded separately, at four times the cap.
+    exiting: Arc<Semaphore>,
     queue_wait: Duration,
     reaper: Reaper,
     metrics: Arc<Metrics>,
@@ -159,6 +162,7 @@ impl McpManager {
             servers,
             slots: Arc::new(Semaphore::new(config.max_children)),
             queue: Arc::new(Semaphore::new(config.max_queue)),
+            exiting: Arc::new(Semaphore::new(config.max_children.saturating_mul(4))),
             queue_wait: config.queue_wait,
             reaper: Reaper::new(),
             metrics,
@@ -289,8 +293,9 @@ impl McpManager {
             () = self.reaper.killing() => Err(UpstreamError::Exited),
         };
         if result.is_ok() || matches!(result, Err(UpstreamError::Rpc(_))) {
-            // Answered: nothing to cancel; shut down in the background.
+            // Answered: nothing to cancel; it exits in the background, off the cap.
             session.child.set_on_abandon(None);
+            session.child.move_to_exiting(&self.exiting);
         }
         if let Some(relay) = session.relay {
             relay.router.forget(&session.relayed);

@@ -182,6 +182,15 @@ impl ChildProcess {
         self.inner.as_mut().and_then(|i| i.stdin.as_mut())
     }
 
+    /// The child has answered its one request: while it exits it holds a slot of `exiting`
+    /// (a separate, larger bound) instead of a slot of the cap, so a server that is slow to
+    /// exit does not hold back the next request. Without a free exiting slot it keeps its own.
+    pub fn move_to_exiting(&mut self, exiting: &Arc<tokio::sync::Semaphore>) {
+        if let (Some(inner), Ok(slot)) = (self.inner.as_mut(), exiting.clone().try_acquire_owned()) {
+            inner.permit = Some(slot);
+        }
+    }
+
     /// Sets the line written to the child if it is taken down before [`ChildProcess::finish`]
     /// (a request abandoned by its client); `None` once the request is answered.
     pub fn set_on_abandon(&mut self, line: Option<String>) {
