@@ -79,8 +79,9 @@ mod tools;
 #[allow(clippy::unwrap_used)] // tests may panic on purpose
 mod tests;
 
-use std::io::{self, BufRead, Read, Write};
+use std::io::{self, BufRead, Write};
 
+use crate::protocol::lines::{Frame, read_message, send};
 use serde_json::{Map, Value, json};
 
 /// Name reported in `serverInfo`.
@@ -173,67 +174,6 @@ fn reconnection_ms(env: &dyn Fn(&str) -> Option<String>) -> u64 {
             }
         },
     }
-}
-
-/// What [`read_message`] found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Frame {
-    /// Input is closed.
-    End,
-    /// `buf` holds one line, without its line ending.
-    Message,
-    /// A line exceeded [`MAX_MESSAGE_BYTES`]; it was skipped up to its newline.
-    TooLong,
-}
-
-/// Reads one newline-terminated line (the last may lack its newline) into `buf`.
-fn read_message(input: &mut impl BufRead, buf: &mut Vec<u8>) -> io::Result<Frame> {
-    buf.clear();
-    let limit = u64::try_from(MAX_MESSAGE_BYTES).unwrap_or(u64::MAX).saturating_add(1);
-    let read = input.by_ref().take(limit).read_until(b'\n', buf)?;
-    if read == 0 {
-        return Ok(Frame::End);
-    }
-    if buf.last() == Some(&b'\n') {
-        buf.pop();
-        if buf.last() == Some(&b'\r') {
-            buf.pop();
-        }
-        return Ok(Frame::Message);
-    }
-    if buf.len() <= MAX_MESSAGE_BYTES {
-        return Ok(Frame::Message); // final line without a newline
-    }
-    buf.clear();
-    skip_line(input)?;
-    Ok(Frame::TooLong)
-}
-
-/// Discards input up to and including the next newline (or to end of file).
-fn skip_line(input: &mut impl BufRead) -> io::Result<()> {
-    loop {
-        let (found, used) = {
-            let available = input.fill_buf()?;
-            if available.is_empty() {
-                return Ok(());
-            }
-            match available.iter().position(|&b| b == b'\n') {
-                Some(newline) => (true, newline + 1),
-                None => (false, available.len()),
-            }
-        };
-        input.consume(used);
-        if found {
-            return Ok(());
-        }
-    }
-}
-
-/// Writes one message as a single line and flushes it.
-fn send(output: &mut impl Write, message: &Value) -> io::Result<()> {
-    serde_json::to_writer(&mut *output, message)?;
-    output.write_all(b"\n")?;
-    output.flush()
 }
 
 /// A JSON-RPC error about to be sent.
@@ -388,7 +328,7 @@ impl<R: BufRead, W: Write> Session<R, W> {
     /// answered with JSON-RPC errors here and skipped.
     fn receive(&mut self) -> io::Result<Option<Incoming>> {
         loop {
-            match read_message(&mut self.input, &mut self.line)? {
+            match read_message(&mut self.input, &mut self.line, MAX_MESSAGE_BYTES)? {
                 Frame::End => return Ok(None),
                 Frame::TooLong => {
                     eprintln!("{SERVER_NAME}: dropped a message longer than {MAX_MESSAGE_BYTES} bytes");

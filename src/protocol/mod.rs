@@ -5,6 +5,7 @@
 //! so unknown fields and newer protocol versions pass through byte for byte.
 
 pub mod jsonrpc;
+pub mod lines;
 
 /// The protocol version the gateway offers to the servers it spawns.
 pub const UPSTREAM_PROTOCOL_VERSION: &str = "2025-11-25";
