@@ -37,3 +37,44 @@ fn merge_patch_follows_rfc_7396() {
     check(json!(["a", "b"]), json!({"a":"b"}), json!({"a":"b"}));
     check(json!({}), json!({"a":{"bb":{"ccc":null}}}), json!({"a":{"bb":{}}}));
 }
+
+mod properties {
+    use proptest::prelude::*;
+    use serde_json::Value;
+
+    use super::super::*;
+
+    fn json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            "[a-z]{0,6}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map("[a-c]{1,2}", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn session_id_parsing_never_panics(text in ".{0,64}") {
+            let _ = SessionId::parse(&text);
+        }
+
+        /// RFC 7396: applying a patch twice changes nothing more (idempotence), and a patch
+        /// without nulls leaves every key it names equal to the patch's value.
+        #[test]
+        fn merge_patch_is_idempotent(target in json(), patch in json()) {
+            let mut once = target.clone();
+            merge_patch(&mut once, &patch);
+            let mut twice = once.clone();
+            merge_patch(&mut twice, &patch);
+            prop_assert_eq!(&once, &twice);
+        }
+    }
+}

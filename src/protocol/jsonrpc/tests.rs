@@ -35,3 +35,41 @@ fn builders_escape_strings() {
     );
     assert_eq!(notification("a", None), r#"{"jsonrpc":"2.0","method":"a"}"#);
 }
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::super::*;
+
+    proptest! {
+        /// Any text: parsing never panics, and whatever parses classifies.
+        #[test]
+        fn any_text_parses_or_fails_cleanly(text in ".{0,400}") {
+            if let Ok(envelope) = Envelope::parse(&text) {
+                let _ = envelope.kind();
+            }
+        }
+
+        /// JSON-shaped noise around the envelope's fields never panics either.
+        #[test]
+        fn json_shaped_noise_never_panics(
+            id in prop_oneof![Just("1".to_string()), Just("\"x\"".to_string()), Just("null".to_string()), "[0-9a-z\"{}\\[\\],:]{0,12}"],
+            method in "[a-z/\"\\\\]{0,20}",
+            extra in "[a-z0-9\"{}\\[\\],:]{0,40}",
+        ) {
+            let text = format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"{method}","params":{extra}}}"#);
+            if let Ok(envelope) = Envelope::parse(&text) {
+                let _ = envelope.kind();
+            }
+        }
+
+        /// Builders always produce JSON that parses back to the same method.
+        #[test]
+        fn built_requests_round_trip(method in ".{0,60}", id in 0u64..u64::MAX) {
+            let line = request(&id.to_string(), &method, None);
+            let envelope = Envelope::parse(&line).expect("a built request parses");
+            prop_assert_eq!(envelope.method.as_deref(), Some(method.as_str()));
+            prop_assert_eq!(envelope.kind(), Kind::Request);
+        }
+    }
+}

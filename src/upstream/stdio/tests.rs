@@ -33,3 +33,24 @@ async fn oversized_line_is_an_error_not_a_cut() {
     let got = lines(b"0123456789\n", 10).await;
     assert_eq!(got, vec![Ok("0123456789".into())]);
 }
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::super::*;
+
+    proptest! {
+        /// Any bytes, any limit: the reader returns lines no longer than the limit, or a
+        /// clean error; it never panics and never returns a cut line.
+        #[test]
+        fn framing_never_cuts_or_panics(input in prop::collection::vec(any::<u8>(), 0..2000), max in 1usize..200) {
+            let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            runtime.block_on(async {
+                let mut reader = LineReader::new(input.as_slice(), max);
+                while let Ok(line) = reader.next_line().await {
+                    assert!(line.len() <= max + 1 && !line.contains(&b'\n'));
+                }
+            });
+        }
+    }
+}
