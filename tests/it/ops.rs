@@ -266,3 +266,20 @@ async fn prespawned_children_serve_one_request_each_and_are_reaped_on_shutdown()
         assert!(!std::path::Path::new(&format!("/proc/{child}")).exists());
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rolling_restart_with_a_sentinel_failover_midway_loses_nothing() {
+    let setup = DeployedRedis::start("redis-sentinel.sh");
+    let url = setup.vars["SWITCHBOARD_REDIS_URL"].clone();
+    let sentinel = setup.vars["SENTINELS"].split(',').next().unwrap_or_default().to_string();
+    rolling_restart_under_load(&url, || {
+        let master = redis_cli_at(&sentinel, false, &["SENTINEL", "get-master-addr-by-name", "switchboard"]);
+        let answer = redis_cli_at(&sentinel, false, &["SENTINEL", "FAILOVER", "switchboard"]);
+        assert!(answer.contains("OK"), "{answer}");
+        let moved = eventually(Duration::from_secs(20), || {
+            redis_cli_at(&sentinel, false, &["SENTINEL", "get-master-addr-by-name", "switchboard"]) != master
+        });
+        assert!(moved, "the failover did not happen");
+    })
+    .await;
+}
