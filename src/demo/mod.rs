@@ -89,7 +89,6 @@ const INVALID_PARAMS: i64 = -32602;
 
 /// Serves MCP over the process's stdin/stdout until stdin closes. Blocking (std I/O), no tokio.
 pub fn run() -> io::Result<()> {
-    eprintln!("{SERVER_NAME} {}: serving MCP on stdio", env!("CARGO_PKG_VERSION"));
     let stdin = io::stdin();
     let stdout = io::stdout();
     serve(stdin.lock(), stdout.lock(), &|key| std::env::var(key).ok())

@@ -152,7 +152,7 @@ pub(super) async fn create_session(
         ApiError::from(e)
     })?;
     state.metrics.session("created");
-    tracing::info!(session = ?id, principal = %record.principal, "session created");
+    tracing::debug!(session = ?id, principal = %record.principal, "session created");
     Ok(id)
 }
 
