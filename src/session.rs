@@ -77,6 +77,8 @@ pub struct SessionRecord {
     pub state: serde_json::Value,
     /// Revision of `state`, bumped by every patch (compare-and-set without WATCH).
     pub state_rev: u64,
+    /// The MCP log level the client set with `logging/setLevel`, applied to every child.
+    pub log_level: Option<String>,
 }
 
 /// Milliseconds since the Unix epoch.

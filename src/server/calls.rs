@@ -17,7 +17,7 @@ use super::{ApiError, AppState};
 use crate::protocol::jsonrpc::json_string;
 use crate::results::{ToolPolicy, cache_field, canonical, is_error};
 use crate::session::{SessionId, SessionRecord, now_ms};
-use crate::upstream::{Relay, UpstreamError};
+use crate::upstream::{Client, Relay, UpstreamError};
 
 /// Longest wait for another worker's identical call before running it here.
 const SINGLE_FLIGHT_WAIT: Duration = Duration::from_secs(15);
@@ -147,8 +147,17 @@ pub async fn server_tools(
             None => "{}".to_string(),
         };
         let params = RawValue::from_string(params).map_err(|e| ApiError::bad_request(e.to_string()))?;
-        let outcome =
-            state.manager.call(server, credentials, capabilities, "tools/list", Some(&params), None).await?;
+        let outcome = state
+            .manager
+            .call(
+                server,
+                credentials,
+                Client { capabilities, log_level: None },
+                "tools/list",
+                Some(&params),
+                None,
+            )
+            .await?;
         let page: Value = serde_json::from_str(outcome.result.get()).map_err(|e| {
             ApiError::new(axum::http::StatusCode::BAD_GATEWAY, "upstream_protocol", e.to_string())
         })?;
@@ -254,11 +263,11 @@ pub async fn call_tool(
     state: &AppState,
     id: &SessionId,
     call: &ToolCall<'_>,
-    client_capabilities: Option<&RawValue>,
+    client: Client<'_>,
     relay: Option<&Relay>,
 ) -> Result<(String, bool), CallFailure> {
     let started = Instant::now();
-    let result = cached_call(state, id, call, client_capabilities, relay).await;
+    let result = cached_call(state, id, call, client, relay).await;
     let outcome = match &result {
         Ok((_, true)) => "cached".to_string(),
         Ok((raw, false)) if is_error(raw) => "tool_error".to_string(),
@@ -288,7 +297,7 @@ async fn cached_call(
     state: &AppState,
     id: &SessionId,
     call: &ToolCall<'_>,
-    client_capabilities: Option<&RawValue>,
+    client: Client<'_>,
     relay: Option<&Relay>,
 ) -> Result<(String, bool), CallFailure> {
     if !allowed(state, call.server, call.tool) {
@@ -314,7 +323,7 @@ async fn cached_call(
         let credentials = super::routes::credentials(state, id, &record)?;
         let outcome = state
             .manager
-            .call(call.server, &credentials, client_capabilities, "tools/call", Some(call.params), relay)
+            .call(call.server, &credentials, client, "tools/call", Some(call.params), relay)
             .await?;
         return Ok((present(outcome.result.get(), false), false));
     }
@@ -332,7 +341,7 @@ async fn cached_call(
     state.metrics.cache("miss");
     let ttl = policy.map_or(state.config.cache_ttl, |p| p.cache_ttl);
     if state.store.try_lock(id, &field, LOCK_TTL).await.map_err(ApiError::from)? {
-        let result = run_and_store(state, id, &record, call, &field, ttl, client_capabilities, relay).await;
+        let result = run_and_store(state, id, &record, call, &field, ttl, client, relay).await;
         if let Err(e) = state.store.unlock(id, &field).await {
             tracing::warn!(error = %e, "could not release a cache lock; it expires by itself");
         }
@@ -350,7 +359,7 @@ async fn cached_call(
             return Ok((present(hit, true), true));
         }
     }
-    let raw = run_and_store(state, id, &record, call, &field, ttl, client_capabilities, relay).await?;
+    let raw = run_and_store(state, id, &record, call, &field, ttl, client, relay).await?;
     Ok((present(&raw, false), false))
 }
 
@@ -362,14 +371,12 @@ async fn run_and_store(
     call: &ToolCall<'_>,
     field: &str,
     ttl: Duration,
-    client_capabilities: Option<&RawValue>,
+    client: Client<'_>,
     relay: Option<&Relay>,
 ) -> Result<String, CallFailure> {
     let credentials = super::routes::credentials(state, id, record)?;
-    let outcome = state
-        .manager
-        .call(call.server, &credentials, client_capabilities, "tools/call", Some(call.params), relay)
-        .await?;
+    let outcome =
+        state.manager.call(call.server, &credentials, client, "tools/call", Some(call.params), relay).await?;
     let raw = outcome.result.get().to_string();
     if !is_error(&raw) {
         let expires = now_ms().saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));

@@ -30,7 +30,7 @@ use super::routes::{SESSION_HEADER, create_session, credentials, load_session, r
 use crate::protocol::SUPPORTED_VERSIONS;
 use crate::protocol::jsonrpc::{self, Envelope, Kind, code};
 use crate::session::{SessionId, SessionRecord};
-use crate::upstream::{Outcome, Relay, ReplyRouter, ServerMessage, UpstreamError};
+use crate::upstream::{Client, Outcome, Relay, ReplyRouter, ServerMessage, UpstreamError};
 
 /// JSON-RPC code for gateway-level failures (implementation-defined range).
 const GATEWAY_ERROR: i64 = -32000;
@@ -259,7 +259,8 @@ async fn upstream_init(
     {
         return Ok(value);
     }
-    let Outcome { init, .. } = state.manager.call(server, creds, None, "ping", None, None).await?;
+    let Outcome { init, .. } =
+        state.manager.call(server, creds, Client::default(), "ping", None, None).await?;
     let _ = state.store.put_shared(&key, init.get(), state.config.tools_cache_ttl).await;
     Ok(serde_json::from_str(init.get()).unwrap_or(serde_json::Value::Null))
 }
@@ -498,13 +499,13 @@ async fn perform(
     state: &AppState,
     session: &SessionId,
     creds: &serde_json::Value,
-    capabilities: Option<&RawValue>,
+    client: Client<'_>,
     operation: Operation,
     relay: Option<&Relay>,
 ) -> Result<String, CallFailure> {
     match operation {
         Operation::ListTools => {
-            let tools = super::calls::all_tools(state, creds, capabilities).await?;
+            let tools = super::calls::all_tools(state, creds, client.capabilities).await?;
             Ok(serde_json::json!({ "tools": tools }).to_string())
         }
         Operation::CallTool { server, tool, arguments, params } => {
@@ -516,13 +517,41 @@ async fn perform(
                 use_cache: true,
                 route: "/mcp",
             };
-            Ok(super::calls::call_tool(state, session, &call, capabilities, relay).await?.0)
+            Ok(super::calls::call_tool(state, session, &call, client, relay).await?.0)
         }
         Operation::Forward { server, method, params } => {
             let outcome =
-                state.manager.call(&server, creds, capabilities, &method, params.as_deref(), relay).await?;
+                state.manager.call(&server, creds, client, &method, params.as_deref(), relay).await?;
             Ok(outcome.result.get().to_string())
         }
+    }
+}
+
+/// `logging/setLevel`: kept in the session, so every child spawned for it gets the level.
+async fn set_log_level(
+    state: &AppState,
+    session: &SessionId,
+    id: &str,
+    params: Option<&RawValue>,
+) -> Response {
+    const LEVELS: [&str; 8] =
+        ["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"];
+    let level = params
+        .and_then(|p| serde_json::from_str::<serde_json::Value>(p.get()).ok())
+        .and_then(|p| p.get("level").and_then(|l| l.as_str()).map(String::from));
+    let Some(level) = level.filter(|l| LEVELS.contains(&l.as_str())) else {
+        let line =
+            jsonrpc::error_response(id, code::INVALID_PARAMS, "level must be one of the syslog levels");
+        return json(StatusCode::OK, line);
+    };
+    match state
+        .store
+        .set_field(session, "log_level", &level, crate::session::now_ms(), state.config.idle_ttl())
+        .await
+    {
+        Ok(true) => json(StatusCode::OK, jsonrpc::response(id, "{}")),
+        Ok(false) => rpc_error(StatusCode::NOT_FOUND, id, GATEWAY_ERROR, "Session not found"),
+        Err(e) => super::ApiError::from(e).into_response(),
     }
 }
 
@@ -548,7 +577,11 @@ async fn request(
         Ok(op) => op,
         Err(line) => return json(StatusCode::OK, line),
     };
+    if method == "logging/setLevel" {
+        return set_log_level(&state, &session, &id, message.params).await;
+    }
     let capabilities = client_capabilities(record);
+    let log_level = record.log_level.clone();
     let (events_tx, mut events) = mpsc::channel::<ServerMessage>(64);
     let (done_tx, mut done) = oneshot::channel::<Finished>();
     let cancel = state.inflight.register(session.as_str(), &id);
@@ -560,7 +593,8 @@ async fn request(
         tokio::spawn(async move {
             let relay =
                 Relay { session: session_key.clone(), events: events_tx, router: state.relay.clone() };
-            let call = perform(&state, &session, &creds, capabilities.as_deref(), operation, Some(&relay));
+            let client = Client { capabilities: capabilities.as_deref(), log_level: log_level.as_deref() };
+            let call = perform(&state, &session, &creds, client, operation, Some(&relay));
             let finished = tokio::select! {
                 outcome = call => Finished::Done(outcome),
                 () = cancel.cancelled() => Finished::Cancelled,
@@ -669,7 +703,9 @@ async fn batch(state: &AppState, headers: &HeaderMap, text: &str) -> Response {
             match operation(state, &rid, method, message.params) {
                 Ok(op) => {
                     let caps = client_capabilities(&record);
-                    final_line(&rid, perform(state, &id, &creds, caps.as_deref(), op, None).await)
+                    let client =
+                        Client { capabilities: caps.as_deref(), log_level: record.log_level.as_deref() };
+                    final_line(&rid, perform(state, &id, &creds, client, op, None).await)
                 }
                 Err(line) => line,
             }

@@ -19,6 +19,7 @@ use super::{ApiError, AppState};
 use crate::protocol::jsonrpc::json_string;
 use crate::session::{SCHEMA_VERSION, SessionId, SessionRecord, merge_patch, now_ms};
 use crate::store::CasOutcome;
+use crate::upstream::Client;
 
 /// Header carrying the session id on every route.
 pub const SESSION_HEADER: &str = "mcp-session-id";
@@ -146,6 +147,7 @@ pub(super) async fn create_session(
         sealed_credentials: sealed,
         state: serde_json::Value::Object(serde_json::Map::new()),
         state_rev: 0,
+        log_level: None,
     };
     state.store.create(&id, &record, state.config.idle_ttl()).await.map_err(|e| {
         state.metrics.store_error();
@@ -231,7 +233,7 @@ pub(super) async fn call_tool(
         use_cache: request.cache != Some(false),
         route: "/call-tool",
     };
-    let (result, cached) = super::calls::call_tool(&state, &id, &call, None, None).await?;
+    let (result, cached) = super::calls::call_tool(&state, &id, &call, Client::default(), None).await?;
     let body = format!(r#"{{"result":{result},"cached":{cached}}}"#);
     Ok(json_response(StatusCode::OK, body))
 }

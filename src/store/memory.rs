@@ -196,6 +196,27 @@ impl SessionStore for MemoryStore {
         }))
     }
 
+    async fn set_field(
+        &self,
+        id: &SessionId,
+        field: &str,
+        value: &str,
+        now_ms: u64,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        Ok(self.with(|inner| match live(&mut inner.sessions, id.as_str()) {
+            Some((record, exp)) => {
+                if field == "log_level" {
+                    record.log_level = Some(value.to_string());
+                }
+                record.last_seen_ms = now_ms;
+                *exp = Instant::now() + ttl;
+                true
+            }
+            None => false,
+        }))
+    }
+
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
         Ok(self.with(|inner| {
             let existed = live(&mut inner.sessions, id.as_str()).is_some();

@@ -108,6 +108,16 @@ pub trait SessionStore: Send + Sync + 'static {
         ttl: Duration,
     ) -> Result<CasOutcome, StoreError>;
 
+    /// Sets one plain field of a session (`log_level`), touching it; `false` if there is no session.
+    async fn set_field(
+        &self,
+        id: &SessionId,
+        field: &str,
+        value: &str,
+        now_ms: u64,
+        ttl: Duration,
+    ) -> Result<bool, StoreError>;
+
     /// Ends a session; `false` if there was none.
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError>;
 

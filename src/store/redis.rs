@@ -59,6 +59,14 @@ redis.call('PEXPIRE', KEYS[3], ARGV[4])
 return 1
 ";
 
+/// Sets one field of an existing session and touches it: 1 if set, 0 if there is no session.
+const SET_FIELD: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2], 'last_seen_ms', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return 1
+";
+
 /// Compare-and-set of `state` on `state_rev`: -1 missing, 0 conflict, 1 applied.
 const REPLACE_STATE: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
@@ -77,6 +85,7 @@ pub struct RedisStore {
     create: Script,
     load: Script,
     cache_put: Script,
+    set_field: Script,
     replace_state: Script,
 }
 
@@ -98,6 +107,7 @@ impl RedisStore {
             create: Script::new(CREATE),
             load: Script::new(LOAD),
             cache_put: Script::new(CACHE_PUT),
+            set_field: Script::new(SET_FIELD),
             replace_state: Script::new(REPLACE_STATE),
         })
     }
@@ -155,6 +165,7 @@ fn to_fields(record: &SessionRecord) -> Vec<(&'static str, String)> {
         ("creds", record.sealed_credentials.clone()),
         ("state", record.state.to_string()),
         ("state_rev", record.state_rev.to_string()),
+        ("log_level", record.log_level.clone().unwrap_or_default()),
     ]
 }
 
@@ -170,6 +181,7 @@ fn from_fields(fields: Vec<(String, String)>) -> Result<SessionRecord, StoreErro
         sealed_credentials: String::new(),
         state: serde_json::Value::Object(serde_json::Map::new()),
         state_rev: 0,
+        log_level: None,
     };
     let corrupt = |field: &str, e: &dyn std::fmt::Display| StoreError::Corrupt(format!("{field}: {e}"));
     let num = |field: &str, v: &str| v.parse::<u64>().map_err(|e| corrupt(field, &e));
@@ -186,6 +198,7 @@ fn from_fields(fields: Vec<(String, String)>) -> Result<SessionRecord, StoreErro
             "creds" => record.sealed_credentials = value,
             "state" => record.state = json("state", &value)?,
             "state_rev" => record.state_rev = num("state_rev", &value)?,
+            "log_level" => record.log_level = Some(value).filter(|v| !v.is_empty()),
             // Fields written by a newer version are kept by Redis and ignored here.
             _ => {}
         }
@@ -318,6 +331,27 @@ impl SessionStore for RedisStore {
             0 => CasOutcome::Conflict,
             _ => CasOutcome::Missing,
         })
+    }
+
+    async fn set_field(
+        &self,
+        id: &SessionId,
+        field: &str,
+        value: &str,
+        now_ms: u64,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let set: i64 = self
+            .set_field
+            .key(self.keys.session(id))
+            .arg(field)
+            .arg(value)
+            .arg(now_ms)
+            .arg(ttl_ms(ttl))
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(self.fail())?;
+        Ok(set == 1)
     }
 
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {

@@ -142,6 +142,22 @@ pub struct McpManager {
     metrics: Arc<Metrics>,
 }
 
+/// What the gateway knows of the MCP client a request comes from (on `/mcp`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Client<'a> {
+    /// The client's capabilities, raw, passed on in the child's `initialize`.
+    pub capabilities: Option<&'a RawValue>,
+    /// The log level the client asked for with `logging/setLevel`, set on every child.
+    pub log_level: Option<&'a str>,
+}
+
+impl Client<'_> {
+    /// Whether a child initialised for no client in particular (a warm one) fits.
+    fn is_plain(&self) -> bool {
+        self.capabilities.is_none_or(|c| c.get().trim() == "{}") && self.log_level.is_none()
+    }
+}
+
 /// The result of one request to a server.
 pub struct Outcome {
     /// The raw JSON-RPC `result`.
@@ -205,7 +221,7 @@ impl McpManager {
         &self,
         runtime: &ServerRuntime,
         credentials: &serde_json::Value,
-        client_capabilities: Option<&RawValue>,
+        client: Client<'_>,
         permit: OwnedSemaphorePermit,
     ) -> Result<Warm, UpstreamError> {
         let spec = runtime.spawn_spec(credentials);
@@ -223,7 +239,7 @@ impl McpManager {
             inbound: mpsc::channel(16),
             relayed: Vec::new(),
         };
-        let init_params = initialize_params(client_capabilities);
+        let init_params = initialize_params(client.capabilities);
         let limit = runtime.config.init_timeout;
         let init = async {
             let init =
@@ -234,6 +250,21 @@ impl McpManager {
                     Err(_) => return Err(timeout("initialize", limit)),
                 };
             session.notify("notifications/initialized").await?;
+            if let Some(level) = client.log_level
+                && offers_logging(&init)
+            {
+                // The level the client chose holds for every child of its session.
+                let params = format!(r#"{{"level":{}}}"#, json_string(level));
+                if let Ok(params) = RawValue::from_string(params) {
+                    match tokio::time::timeout(limit, session.request("2", "logging/setLevel", Some(&params)))
+                        .await
+                    {
+                        Ok(Ok(_) | Err(UpstreamError::Rpc(_))) => {}
+                        Ok(Err(e)) => return Err(e),
+                        Err(_) => return Err(timeout("set the log level", limit)),
+                    }
+                }
+            }
             Ok(init)
         };
         let init = tokio::select! {
@@ -252,14 +283,14 @@ impl McpManager {
         &self,
         server: &str,
         credentials: &serde_json::Value,
-        client_capabilities: Option<&RawValue>,
+        client: Client<'_>,
         method: &str,
         params: Option<&RawValue>,
         relay: Option<&Relay>,
     ) -> Result<Outcome, UpstreamError> {
         let runtime = self.servers.get(server).ok_or_else(|| UpstreamError::UnknownServer(server.into()))?;
-        // Warm children were initialised without client capabilities: only such requests fit.
-        let fits_pool = client_capabilities.is_none_or(|c| c.get().trim() == "{}");
+        // Warm children were initialised for no client in particular: only such requests fit.
+        let fits_pool = client.is_plain();
         let warm = match (&runtime.pool, fits_pool) {
             (Some(pool), true) => pool.take(),
             _ => None,
@@ -274,7 +305,7 @@ impl McpManager {
                     self.metrics.cache("prespawn_miss");
                 }
                 let permit = self.admit().await?;
-                self.start(runtime, credentials, client_capabilities, permit).await?
+                self.start(runtime, credentials, client, permit).await?
             }
         };
         let Warm { child, reader, init, .. } = warm;
@@ -329,7 +360,7 @@ impl McpManager {
             while pool.len() < runtime.config.prespawn {
                 // Never wait for a slot: requests in the queue come first.
                 let Ok(permit) = self.slots.clone().try_acquire_owned() else { break };
-                match self.start(runtime, &serde_json::Value::Null, None, permit).await {
+                match self.start(runtime, &serde_json::Value::Null, Client::default(), permit).await {
                     Ok(warm) => {
                         failures = 0;
                         pool.put(warm);
@@ -406,6 +437,24 @@ impl Pool {
         let all: Vec<Warm> = self.lock().drain(..).collect();
         drop(all);
     }
+}
+
+/// Whether an `InitializeResult` declares the `logging` capability.
+fn offers_logging(init: &RawValue) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Init {
+        #[serde(default)]
+        capabilities: Option<Caps>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Caps {
+        #[serde(default)]
+        logging: Option<serde::de::IgnoredAny>,
+    }
+    serde_json::from_str::<Init>(init.get())
+        .ok()
+        .and_then(|i| i.capabilities)
+        .is_some_and(|c| c.logging.is_some())
 }
 
 fn timeout(phase: &'static str, limit: Duration) -> UpstreamError {

@@ -158,3 +158,28 @@ async fn batches_are_served_only_for_2025_03_26_sessions() {
     assert_eq!(answers.len(), 2);
     assert_eq!(answers[1]["result"]["content"][0]["text"], "b");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_log_level_set_on_the_session_holds_for_every_spawned_server() {
+    let command = format!("{} conformance-server", bin());
+    let worker = Worker::start(&[("SWITCHBOARD_MCP_COMMAND", command.as_str())], None);
+    let client = http();
+    let session = initialize(&client, &worker, "2025-11-25").await;
+    let call = json!({"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"test_tool_with_logging","arguments":{}}});
+    let logs = |body: &str| body.matches("notifications/message").count();
+    let (status, _, body) = post(&client, &worker, Some(&session), &[], call.to_string()).await;
+    assert_eq!(status, 200);
+    assert!(logs(&body) >= 3, "info messages stream before the result: {body}");
+    assert!(answer(&body, &json!(7))["result"].is_object());
+    let set = json!({"jsonrpc":"2.0","id":8,"method":"logging/setLevel","params":{"level":"error"}});
+    let (status, _, body) = post(&client, &worker, Some(&session), &[], set.to_string()).await;
+    assert_eq!(status, 200);
+    assert_eq!(answer(&body, &json!(8))["result"], json!({}));
+    let (status, _, body) = post(&client, &worker, Some(&session), &[], call.to_string()).await;
+    assert_eq!(status, 200);
+    assert_eq!(logs(&body), 0, "a fresh server must get the session's level: {body}");
+    assert!(answer(&body, &json!(7))["result"].is_object());
+    let bad = json!({"jsonrpc":"2.0","id":9,"method":"logging/setLevel","params":{"level":"loud"}});
+    let (_, _, body) = post(&client, &worker, Some(&session), &[], bad.to_string()).await;
+    assert_eq!(answer(&body, &json!(9))["error"]["code"], json!(-32602));
+}
