@@ -44,6 +44,8 @@ set -uo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
+# shellcheck source=SCRIPTDIR/../tests/interop/lib.sh
+source "$ROOT/tests/interop/lib.sh"
 SWITCHBOARD=${SWITCHBOARD_BIN:-$ROOT/target/release/switchboard}
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 OUT=${SCALE_OUT:-$ROOT/target/bench-results/scale-$STAMP}
@@ -90,33 +92,14 @@ log "results in $OUT"
 
 # --- processes, stopped by pid -------------------------------------------------------
 
-declare -A PIDS=()   # name -> pid (redis, worker1..3, nginx)
+# tests/interop/lib.sh starts and stops them: pids (name -> pid: redis, worker1..3,
+# nginx), stop NAME, ours (pids still running this run's binary copy), wait_until.
+root=$ROOT STACK=$OUT RUN_DIR=$OUT/run
+note() { log "$*"; }
+not_ready=""
+ready_probe=http_ok
+log_indent=""
 SAMPLERS=()          # RSS samplers of the current point
-
-alive() { [[ -r /proc/$1/stat ]] && ! awk '{ exit !($3 == "Z") }' "/proc/$1/stat" 2>/dev/null; }
-
-stop() { # NAME: SIGTERM, SIGKILL after 10 s
-    local name=$1 pid=${PIDS[$1]:-}
-    [[ -n $pid ]] || return 0
-    if alive "$pid"; then
-        kill -TERM "$pid" 2>/dev/null
-        for _ in $(seq 100); do alive "$pid" || break; sleep 0.1; done
-        if alive "$pid"; then
-            log "$name (pid $pid) ignored SIGTERM for 10 s; SIGKILL"
-            kill -KILL "$pid" 2>/dev/null
-        fi
-    fi
-    wait "$pid" 2>/dev/null
-    unset "PIDS[$name]"
-}
-
-ours() { # pids still running this run's binary copy
-    local p
-    for p in /proc/[0-9]*; do
-        [[ $(readlink "$p/exe" 2>/dev/null) == "$SB" ]] || continue
-        awk '{ exit !($3 != "Z") }' "$p/stat" 2>/dev/null && echo "${p#/proc/}"
-    done
-}
 
 samplers_stop() {
     local pid
@@ -136,26 +119,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_ports() { # N distinct free loopback ports
-    "$PY" - "$1" <<'EOF'
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-EOF
-}
-
 http_ok() { curl -fsS -o /dev/null --max-time 5 "$1"; }
-
-wait_until() { # SECONDS DESCRIPTION COMMAND...
-    local secs=$1 what=$2; shift 2
-    local deadline=$((SECONDS + secs))
-    until "$@" >/dev/null 2>&1; do
-        ((SECONDS < deadline)) || { log "$what not ready after ${secs}s"; return 1; }
-        sleep 0.1
-    done
-}
 
 redis() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@"; }
 used_memory() { redis info memory | tr -d '\r' | awk -F: '$1 == "used_memory" { print $2 }'; }
@@ -176,7 +140,7 @@ bench_point() { # NAME URL SCENARIO CONCURRENCY DURATION [more bench args]
 rss_sample() { # LABEL WORKER_IDS...: peak VmRSS of each worker until samplers_stop
     local label=$1 i; shift
     for i in "$@"; do
-        "$PY" "$HERE/procs.py" sample "${PIDS[worker$i]}" "$OUT/rss/peak__${label}__worker$i.json" 0.2 &
+        "$PY" "$HERE/procs.py" sample "${pids[worker$i]}" "$OUT/rss/peak__${label}__worker$i.json" 0.2 &
         SAMPLERS+=($!)
     done
 }
@@ -187,37 +151,27 @@ read -r REDIS_PORT W1 W2 W3 NGINX_PORT < <(free_ports 5)
 WORKER_PORTS=("" "$W1" "$W2" "$W3")
 SECRET_KEY=$(head -c32 /dev/urandom | base64)
 
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --daemonize no \
-    --dir "$OUT/run" >"$OUT/logs/redis.log" 2>&1 </dev/null &
-PIDS[redis]=$!
-wait_until 10 redis-server redis ping || exit 1
+start_redis "$REDIS_PORT" || exit 1
 
-start_worker() { # I
+scale_worker() { # I: worker I on WORKER_PORTS[I]; worker 1's command line goes to worker_command.txt
     local i=$1 port=${WORKER_PORTS[$1]}
-    # A clean environment and a directory without switchboard.toml: nothing of the caller leaks in.
-    local cmd=(env -i PATH="$PATH" HOME="${HOME:-/root}" RUST_LOG="$WORKER_RUST_LOG"
-        SWITCHBOARD_LISTEN="127.0.0.1:$port" SWITCHBOARD_REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
-        SWITCHBOARD_SECRET_KEY="$SECRET_KEY" SWITCHBOARD_AUTH_STATIC_TOKENS="$TOKEN" "$SB" serve)
     if [[ $i == 1 ]]; then
         local shown
-        shown=$(printf '%q ' "${cmd[@]}")
+        worker_command "$port" "$REDIS_PORT" "$SECRET_KEY" SWITCHBOARD_AUTH_STATIC_TOKENS="$TOKEN"
+        shown=$(printf '%q ' "${worker_cmd[@]}")
         shown=${shown//"$SECRET_KEY"/'<base64 of 32 random bytes>'}
         printf '%s  # (run from a copy of it)\n' "${shown//"$SB"/"$SWITCHBOARD"}" >"$OUT/worker_command.txt"
     fi
-    (cd "$OUT/run" && exec "${cmd[@]}" >"$OUT/logs/worker$i.log" 2>&1 </dev/null) &
-    PIDS[worker$i]=$!
+    start_worker "worker$i" "$port" "$REDIS_PORT" "$SECRET_KEY" SWITCHBOARD_AUTH_STATIC_TOKENS="$TOKEN"
 }
 WORKER_IDS=()
 for i in $(seq "$MAX_WORKERS"); do
     for n in $WORKERS_LIST; do ((n >= i)) && { WORKER_IDS+=("$i"); break; }; done
 done
 ((${#WORKER_IDS[@]})) || WORKER_IDS=(1)
-for i in "${WORKER_IDS[@]}"; do start_worker "$i"; done
-for i in "${WORKER_IDS[@]}"; do
-    wait_until 30 "worker$i (/readyz)" http_ok "http://127.0.0.1:${WORKER_PORTS[$i]}/readyz" ||
-        { tail -20 "$OUT/logs/worker$i.log" >&2; exit 1; }
-done
-log "redis :$REDIS_PORT, workers $(for i in "${WORKER_IDS[@]}"; do printf ':%s(pid %s) ' "${WORKER_PORTS[$i]}" "${PIDS[worker$i]}"; done)"
+for i in "${WORKER_IDS[@]}"; do scale_worker "$i"; done
+for i in "${WORKER_IDS[@]}"; do wait_worker "worker$i" "${WORKER_PORTS[$i]}" || exit 1; done
+log "redis :$REDIS_PORT, workers $(for i in "${WORKER_IDS[@]}"; do printf ':%s(pid %s) ' "${WORKER_PORTS[$i]}" "${pids[worker$i]}"; done)"
 
 # Idle RSS: after start and a few calls.
 for i in "${WORKER_IDS[@]}"; do
@@ -226,38 +180,17 @@ for i in "${WORKER_IDS[@]}"; do
         >"$OUT/rss/smoke__worker$i.json" 2>"$OUT/rss/smoke__worker$i.err" ||
         log "worker$i smoke calls failed: $(tail -c 300 "$OUT/rss/smoke__worker$i.err")"
     sleep 0.5
-    "$PY" "$HERE/procs.py" rss "${PIDS[worker$i]}" >"$OUT/rss/idle__worker$i.json"
+    "$PY" "$HERE/procs.py" rss "${pids[worker$i]}" >"$OUT/rss/idle__worker$i.json"
 done
 
 start_nginx() { # N: deploy/nginx.conf with its marked lines pointed at workers 1..N
-    local n=$1 conf=$OUT/nginx/nginx-w$1.conf servers="" i
-    for i in $(seq "$n"); do servers+="${WORKER_PORTS[$i]} "; done
+    local n=$1 conf=$OUT/nginx/nginx-w$1.conf servers=() i
+    for i in $(seq "$n"); do servers+=("${WORKER_PORTS[$i]}"); done
     mkdir -p "$OUT/nginx/tmp-w$n"
-    {
-        [[ $(id -u) -eq 0 ]] && echo "user root;"
-        awk -v servers="$servers" -v port="$NGINX_PORT" -v dir="$OUT/nginx/tmp-w$n" '
-            /# upstream-server[[:space:]]*$/ {
-                if (!done) {
-                    k = split(servers, s, " ")
-                    for (j = 1; j <= k; j++)
-                        printf "        server 127.0.0.1:%s max_fails=3 fail_timeout=10s; # upstream-server\n", s[j]
-                    done = 1
-                }
-                next
-            }
-            /# listen[[:space:]]*$/ { printf "        listen 127.0.0.1:%s; # listen\n", port; next }
-            /^[[:space:]]*pid[[:space:]]/ { printf "pid %s/nginx.pid;\n", dir; next }
-            { print }
-            /^http[[:space:]]*\{/ {
-                m = split("client_body proxy fastcgi uwsgi scgi", t, " ")
-                for (j = 1; j <= m; j++) printf "    %s_temp_path %s/%s;\n", t[j], dir, t[j]
-            }
-        ' "$ROOT/deploy/nginx.conf"
-    } >"$conf"
-    [[ $(grep -c '# upstream-server$' "$conf") -eq $n ]] && grep -q "listen 127.0.0.1:$NGINX_PORT; # listen" "$conf" ||
+    nginx_conf "$conf" "$OUT/nginx/tmp-w$n" "$NGINX_PORT" "${servers[@]}" ||
         { log "could not rewrite deploy/nginx.conf (marked lines missing)"; return 1; }
     "$NGINX" -e stderr -p "$OUT/nginx/tmp-w$n/" -c "$conf" -g 'daemon off;' >"$OUT/logs/nginx-w$n.log" 2>&1 </dev/null &
-    PIDS[nginx]=$!
+    pids[nginx]=$!
     wait_until 15 "nginx (/readyz through it)" http_ok "http://127.0.0.1:$NGINX_PORT/readyz" ||
         { tail -20 "$OUT/logs/nginx-w$n.log" >&2; return 1; }
 }
@@ -266,7 +199,7 @@ start_nginx() { # N: deploy/nginx.conf with its marked lines pointed at workers 
 
 for n in $WORKERS_LIST; do
     if ! start_nginx "$n"; then stop nginx; continue; fi
-    log "part 1: nginx :$NGINX_PORT (pid ${PIDS[nginx]}) over $n worker(s)"
+    log "part 1: nginx :$NGINX_PORT (pid ${pids[nginx]}) over $n worker(s)"
     for c in $NGINX_CONCURRENCY; do
         [[ $c == 32 ]] && rss_sample "part1-w$n-c32" $(seq "$n")
         bench_point "part1__w${n}__call__c$c" "http://127.0.0.1:$NGINX_PORT" call "$c" "$DURATION"
@@ -326,7 +259,7 @@ EOF
 
 sleep "$SETTLE"
 for i in "${WORKER_IDS[@]}"; do
-    "$PY" "$HERE/procs.py" tree "${PIDS[worker$i]}" >"$OUT/children__worker$i.json"
+    "$PY" "$HERE/procs.py" tree "${pids[worker$i]}" >"$OUT/children__worker$i.json"
     curl -fsS --max-time 5 "http://127.0.0.1:${WORKER_PORTS[$i]}/metrics" >"$OUT/metrics/worker$i.txt" 2>/dev/null
 done
 for i in "${WORKER_IDS[@]}"; do stop "worker$i"; done

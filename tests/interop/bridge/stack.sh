@@ -19,17 +19,17 @@ SB=$STACK/bin/switchboard
 PY=${PYTHON:-python3}
 mkdir -p "$STACK/pids" "$STACK/logs"
 
-free_port() {
-    "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-alive() { # pid: running and not a zombie
-    [ -r "/proc/$1/stat" ] && ! awk '{ exit !($3 == "Z") }' "/proc/$1/stat" 2>/dev/null
-}
+# shellcheck source=SCRIPTDIR/../lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
+note() { echo "stack: $*" >&2; }
+not_ready=""
+poll=0.05
 
 pid_of() { cat "$STACK/pids/$1.pid" 2>/dev/null; }
 
 # stop NAME: SIGTERM (plus SIGCONT, in case a check left it stopped), SIGKILL after 10 s.
+# Not lib.sh's stop or start_worker: every stack.sh command is a process of its own,
+# so the pids live in files and the workers are not its children.
 stop() {
     local name=$1 pid
     pid=$(pid_of "$name") || return 0
@@ -46,20 +46,6 @@ stop() {
     rm -f "$STACK/pids/$name.pid"
 }
 
-# wait_until SECONDS DESCRIPTION COMMAND...: polls COMMAND every 50 ms.
-wait_until() {
-    local secs=$1 what=$2
-    shift 2
-    local deadline=$((SECONDS + secs))
-    until "$@" >/dev/null 2>&1; do
-        if [ $SECONDS -ge $deadline ]; then
-            echo "stack: $what not ready after ${secs}s" >&2
-            return 1
-        fi
-        sleep 0.05
-    done
-}
-
 http_ok() {
     "$PY" -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' "$1"
 }
@@ -69,13 +55,10 @@ start_worker() {
     # shellcheck disable=SC1091 # REDIS_PORT, SECRET_KEY, WORKER_*_PORT come from stack.env
     source "$STACK/stack.env"
     port=$(eval echo "\$WORKER_${name^^}_PORT")
-    (cd "$STACK" && exec env -i PATH="$PATH" HOME="${HOME:-/root}" RUST_LOG="${RUST_LOG:-info}" \
-        SWITCHBOARD_LISTEN="127.0.0.1:$port" \
-        SWITCHBOARD_REDIS_URL="redis://127.0.0.1:$REDIS_PORT" \
-        SWITCHBOARD_AUTH_STATIC_TOKENS=demo \
-        SWITCHBOARD_SECRET_KEY="$SECRET_KEY" \
-        SWITCHBOARD_IDLE_TTL_SECS=600 \
-        "$SB" serve >>"$STACK/logs/worker-$name.log" 2>&1) &
+    # shellcheck disable=SC2153 # from stack.env
+    worker_command "$port" "$REDIS_PORT" "$SECRET_KEY" SWITCHBOARD_AUTH_STATIC_TOKENS=demo SWITCHBOARD_IDLE_TTL_SECS=600
+    # Appended to: a worker stopped and started again keeps one log.
+    (cd "$STACK" && exec "${worker_cmd[@]}" >>"$STACK/logs/worker-$name.log" 2>&1) &
     echo $! >"$STACK/pids/worker-$name.pid"
     wait_until 20 "worker $name" http_ok "http://127.0.0.1:$port/readyz" || {
         tail -20 "$STACK/logs/worker-$name.log" >&2
@@ -85,15 +68,15 @@ start_worker() {
 
 case "${1:-}" in
 up)
-    rport=$(free_port)
+    rport=$(free_ports 1)
     redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no --daemonize no \
         --dir "$STACK" >"$STACK/logs/redis.log" 2>&1 &
     echo $! >"$STACK/pids/redis.pid"
     wait_until 10 redis redis-cli -p "$rport" ping
     {
         echo "REDIS_PORT=$rport"
-        echo "WORKER_A_PORT=$(free_port)"
-        echo "WORKER_B_PORT=$(free_port)"
+        echo "WORKER_A_PORT=$(free_ports 1)"
+        echo "WORKER_B_PORT=$(free_ports 1)"
         echo "SECRET_KEY=$("$PY" -c 'import base64, os; print(base64.b64encode(os.urandom(32)).decode())')"
     } >"$STACK/stack.env"
     start_worker a

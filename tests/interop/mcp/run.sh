@@ -82,8 +82,8 @@ SB=$STACK/bin/switchboard
 # the first one, "stdio"): the leftover check's marker for them.
 EVERYTHING_COMMAND="node $EVERYTHING_JS stdio $STACK"
 
-# shellcheck source=lib.sh
-source "$here/lib.sh"
+# shellcheck source=SCRIPTDIR/../lib.sh
+source "$here/../lib.sh"
 
 status=0
 fail() { echo "FAIL $*"; status=1; }
@@ -91,29 +91,9 @@ fail() { echo "FAIL $*"; status=1; }
 cleanup() {
     trap - EXIT INT TERM
     for name in nginx-demo nginx-everything worker-a worker-b worker-c worker-d redis; do stop "$name"; done
-    local left="" _
-    for _ in $(seq 50); do # workers kill and reap their children on shutdown
-        left=$(ours "$STACK" "127.0.0.1:${NGINX_DEMO_PORT:-none}/mcp")
-        [ -z "$left" ] && break
-        sleep 0.1
-    done
-    if [ -n "$left" ]; then
-        echo "FAIL no process left behind: $(echo "$left" | wc -w) still running"
-        for p in $left; do echo "   $p: $(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null)"; done
-        kill -KILL $left 2>/dev/null
-        status=1
-    else
-        echo "PASS no process left behind: no worker, demo-server, server-everything, mcp-remote or nginx of this run remains"
-    fi
-    local secs
-    secs=$(awk -v a="$started_at" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
-    if [ $status -eq 0 ]; then
-        rm -rf "$STACK"
-        echo "mcp interop: passed (${secs}s); removed $STACK"
-    else
-        echo "mcp interop: FAILED (${secs}s); logs kept in $STACK"
-    fi
-    exit $status
+    check_leftovers "no worker, demo-server, server-everything, mcp-remote or nginx of this run remains" \
+        "$STACK" "127.0.0.1:${NGINX_DEMO_PORT:-none}/mcp"
+    finish "mcp interop" "logs"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -124,10 +104,13 @@ read -r REDIS_PORT A_PORT B_PORT C_PORT D_PORT NGINX_DEMO_PORT NGINX_EVERYTHING_
 SECRET_KEY=$(head -c32 /dev/urandom | base64)
 
 start_redis "$REDIS_PORT" || { status=1; exit 1; }
-start_worker worker-a "$A_PORT" "$REDIS_PORT" "$SECRET_KEY"
-start_worker worker-b "$B_PORT" "$REDIS_PORT" "$SECRET_KEY"
-start_worker worker-c "$C_PORT" "$REDIS_PORT" "$SECRET_KEY" "$EVERYTHING_COMMAND"
-start_worker worker-d "$D_PORT" "$REDIS_PORT" "$SECRET_KEY" "$EVERYTHING_COMMAND"
+# Without SWITCHBOARD_MCP_COMMAND a worker fronts the built-in demo server.
+start_worker worker-a "$A_PORT" "$REDIS_PORT" "$SECRET_KEY" SWITCHBOARD_AUTH_STATIC_TOKENS=demo
+start_worker worker-b "$B_PORT" "$REDIS_PORT" "$SECRET_KEY" SWITCHBOARD_AUTH_STATIC_TOKENS=demo
+start_worker worker-c "$C_PORT" "$REDIS_PORT" "$SECRET_KEY" SWITCHBOARD_AUTH_STATIC_TOKENS=demo \
+    SWITCHBOARD_MCP_COMMAND="$EVERYTHING_COMMAND"
+start_worker worker-d "$D_PORT" "$REDIS_PORT" "$SECRET_KEY" SWITCHBOARD_AUTH_STATIC_TOKENS=demo \
+    SWITCHBOARD_MCP_COMMAND="$EVERYTHING_COMMAND"
 for w in "worker-a $A_PORT" "worker-b $B_PORT" "worker-c $C_PORT" "worker-d $D_PORT"; do
     # shellcheck disable=SC2086
     wait_worker $w || { status=1; exit 1; }
@@ -174,7 +157,8 @@ py "$VENV" remote "$MCP_REMOTE_JS" "$DEMO_URL" "$STACK/mcp-auth"
 # Both demo workers served /mcp (nginx balanced over them).
 for w in "worker-a $A_PORT" "worker-b $B_PORT" "worker-c $C_PORT" "worker-d $D_PORT"; do
     set -- $w
-    n=$(mcp_requests "$2") || n=0
+    counts=$(mcp_requests "$2") || counts=0
+    read -r n _ <<<"$counts"
     if [ "${n:-0}" -gt 0 ]; then
         echo "PASS $1 served $n /mcp requests"
     else
