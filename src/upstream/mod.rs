@@ -292,7 +292,7 @@ impl McpManager {
         // Warm children were initialised for no client in particular: only such requests fit.
         let fits_pool = client.is_plain();
         let warm = match (&runtime.pool, fits_pool) {
-            (Some(pool), true) => pool.take(),
+            (Some(pool), true) => pool.take_or_wait(runtime.config.init_timeout).await,
             _ => None,
         };
         let warm = match warm {
@@ -360,16 +360,25 @@ impl McpManager {
             while pool.len() < runtime.config.prespawn {
                 // Never wait for a slot: requests in the queue come first.
                 let Ok(permit) = self.slots.clone().try_acquire_owned() else { break };
-                match self.start(runtime, &serde_json::Value::Null, Client::default(), permit).await {
+                pool.warming.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let started = self.start(runtime, &serde_json::Value::Null, Client::default(), permit).await;
+                let ok = match started {
                     Ok(warm) => {
                         failures = 0;
                         pool.put(warm);
+                        true
                     }
                     Err(e) => {
                         failures += 1;
                         tracing::warn!(server, error = %e, "pre-spawning failed");
-                        break;
+                        false
                     }
+                };
+                // Only now: a waiter that wakes sees the child in the pool, or no warm-up left.
+                pool.warming.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                pool.ready.notify_waiters();
+                if !ok {
+                    break;
                 }
             }
             let pause = if failures > 0 {
@@ -402,6 +411,13 @@ struct Pool {
     idle: std::sync::Mutex<std::collections::VecDeque<Warm>>,
     max_age: Duration,
     refill: tokio::sync::Notify,
+    /// Warm-ups in progress, and requests waiting for one: a request waits for a warm-up
+    /// already under way (it finishes sooner than a cold start) only while there are more
+    /// warm-ups than waiters.
+    warming: std::sync::atomic::AtomicUsize,
+    waiting: std::sync::atomic::AtomicUsize,
+    /// Signalled whenever a warm child is put in the pool.
+    ready: tokio::sync::Notify,
 }
 
 impl Pool {
@@ -415,6 +431,33 @@ impl Pool {
 
     fn put(&self, warm: Warm) {
         self.lock().push_back(warm);
+        self.ready.notify_waiters();
+    }
+
+    /// A warm child, waiting (bounded) for a warm-up in progress if there is one to spare.
+    async fn take_or_wait(&self, limit: Duration) -> Option<Warm> {
+        use std::sync::atomic::Ordering::SeqCst;
+        if let Some(warm) = self.take() {
+            return Some(warm);
+        }
+        if self.waiting.fetch_add(1, SeqCst) >= self.warming.load(SeqCst) {
+            self.waiting.fetch_sub(1, SeqCst);
+            return None;
+        }
+        let deadline = tokio::time::Instant::now() + limit;
+        let found = loop {
+            let notified = self.ready.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(warm) = self.take() {
+                break Some(warm);
+            }
+            if self.warming.load(SeqCst) == 0 || tokio::time::timeout_at(deadline, notified).await.is_err() {
+                break self.take();
+            }
+        };
+        self.waiting.fetch_sub(1, SeqCst);
+        found
     }
 
     /// The youngest usable child; stale ones are dropped (and so taken down).
@@ -500,6 +543,9 @@ impl ServerRuntime {
             idle: std::sync::Mutex::new(std::collections::VecDeque::new()),
             max_age: config.prespawn_max_age,
             refill: tokio::sync::Notify::new(),
+            warming: std::sync::atomic::AtomicUsize::new(0),
+            waiting: std::sync::atomic::AtomicUsize::new(0),
+            ready: tokio::sync::Notify::new(),
         });
         Self { config: config.clone(), label: Arc::from(name), fixed_env, templated_env, config_hash, pool }
     }
