@@ -206,7 +206,7 @@ async fn the_sessions_command_shows_activity_and_expires_without_printing_creden
     let mut shown = String::new();
     for _ in 0..50 {
         let out = run(&["sessions", "show", &session]);
-        assert!(out.status.success());
+        assert!(out.status.success(), "sessions show failed: {}", String::from_utf8_lossy(&out.stderr));
         shown = String::from_utf8_lossy(&out.stdout).into_owned();
         if shown.contains("default.echo") {
             break;

@@ -16,10 +16,19 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_switchboard")
 }
 
-/// A port nobody listens on right now.
+/// A port nobody listens on right now, and never handed out before in this test binary
+/// (tests run in parallel: two servers must not be given the same port).
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local addr").port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+        let port = listener.local_addr().expect("local addr").port();
+        let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 fn wait_until(limit: Duration, mut ready: impl FnMut() -> bool) -> bool {
@@ -78,8 +87,15 @@ impl Redis {
         panic!("redis-server did not start");
     }
 
-    fn wait_ready(&self) -> bool {
-        wait_until(Duration::from_secs(5), || self.cli(&["PING"]).is_ok_and(|o| o.trim() == "PONG"))
+    /// Ready, and really ours: with tests in parallel, another test's server may have taken
+    /// the free port first, and a PING would then reach that one.
+    fn wait_ready(&mut self) -> bool {
+        let pid = format!("process_id:{}", self.child.id());
+        let mine = wait_until(Duration::from_secs(5), || {
+            matches!(self.child.try_wait(), Ok(None))
+                && self.cli(&["INFO", "server"]).is_ok_and(|info| info.lines().any(|l| l.trim() == pid))
+        });
+        mine && matches!(self.child.try_wait(), Ok(None))
     }
 
     /// Starts it again on the same port (after [`Redis::stop`]); the data is gone.
@@ -144,9 +160,19 @@ impl Worker {
             .find(|(k, _)| k == "SWITCHBOARD_LISTEN")
             .and_then(|(_, v)| v.rsplit(':').next()?.parse().ok())
             .unwrap_or_else(free_port);
-        let child = Self::spawn(port, &env, config);
-        let mut worker = Self { port, child, env, config: config.map(Path::to_path_buf) };
-        worker.wait_ready();
+        let fixed_port = env.iter().any(|(k, _)| k == "SWITCHBOARD_LISTEN");
+        let mut worker =
+            Self { port, child: Self::spawn(port, &env, config), env, config: config.map(Path::to_path_buf) };
+        // With tests in parallel another process may take the free port first: then this
+        // worker exits (it cannot bind) and is started again on another port.
+        for _ in 0..5 {
+            if worker.wait_ready() || fixed_port {
+                break;
+            }
+            worker.port = free_port();
+            worker.child = Self::spawn(worker.port, &worker.env, worker.config.as_deref());
+        }
+        assert!(matches!(worker.child.try_wait(), Ok(None)), "worker on port {} did not start", worker.port);
         worker
     }
 
@@ -181,10 +207,14 @@ impl Worker {
             .expect("spawn switchboard serve")
     }
 
-    fn wait_ready(&mut self) {
+    /// Listening, and still alive a moment later (so the listener is this worker's).
+    fn wait_ready(&mut self) -> bool {
         let url = format!("127.0.0.1:{}", self.port);
-        let ok = wait_until(Duration::from_secs(15), || std::net::TcpStream::connect(&url).is_ok());
-        assert!(ok, "worker on port {} did not start", self.port);
+        let listening = wait_until(Duration::from_secs(15), || {
+            matches!(self.child.try_wait(), Ok(None)) && std::net::TcpStream::connect(&url).is_ok()
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        listening && matches!(self.child.try_wait(), Ok(None))
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -221,7 +251,7 @@ impl Worker {
     pub fn restart(&mut self) {
         self.stop();
         self.child = Self::spawn(self.port, &self.env, self.config.as_deref());
-        self.wait_ready();
+        assert!(self.wait_ready(), "worker on port {} did not restart", self.port);
     }
 }
 
