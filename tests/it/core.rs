@@ -173,39 +173,42 @@ fn assert_nothing_left(worker: &Worker, pids: (u32, u32, u32)) {
     }
 }
 
+/// A call to a misbehaving server of `mode` answers `status` with `code`; returns the worker
+/// and the server's pids for the leftover checks.
+async fn misbehaving_call(
+    dir: &std::path::Path,
+    mode: &str,
+    status: u16,
+    code: &str,
+) -> (Worker, (u32, u32, u32)) {
+    let (worker, pidfile) = misbehaving_worker(dir, mode, 1.0);
+    let client = http();
+    let session = init(&client, &worker).await;
+    let (got, body) = call_tool(&client, &worker, &session, "anything", json!({})).await;
+    assert_eq!(got, status, "{body}");
+    assert_eq!(body["error"]["code"], code);
+    let pids = read_pids(&pidfile);
+    (worker, pids)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_crashing_server_is_a_clear_502_and_leaves_no_process() {
     let dir = tempfile::tempdir().unwrap();
-    let (worker, pidfile) = misbehaving_worker(dir.path(), "crash", 1.0);
-    let client = http();
-    let session = init(&client, &worker).await;
-    let (status, body) = call_tool(&client, &worker, &session, "anything", json!({})).await;
-    assert_eq!(status, 502, "{body}");
-    assert_eq!(body["error"]["code"], "upstream_exited");
-    assert_nothing_left(&worker, read_pids(&pidfile));
+    let (worker, pids) = misbehaving_call(dir.path(), "crash", 502, "upstream_exited").await;
+    assert_nothing_left(&worker, pids);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_hanging_server_is_a_504_and_leaves_no_process() {
     let dir = tempfile::tempdir().unwrap();
-    let (worker, pidfile) = misbehaving_worker(dir.path(), "hang", 1.0);
-    let client = http();
-    let session = init(&client, &worker).await;
-    let (status, body) = call_tool(&client, &worker, &session, "anything", json!({})).await;
-    assert_eq!(status, 504, "{body}");
-    assert_eq!(body["error"]["code"], "upstream_timeout");
-    assert_nothing_left(&worker, read_pids(&pidfile));
+    let (worker, pids) = misbehaving_call(dir.path(), "hang", 504, "upstream_timeout").await;
+    assert_nothing_left(&worker, pids);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_server_that_ignores_sigterm_is_killed_with_its_whole_group() {
     let dir = tempfile::tempdir().unwrap();
-    let (worker, pidfile) = misbehaving_worker(dir.path(), "stubborn", 1.0);
-    let client = http();
-    let session = init(&client, &worker).await;
-    let (status, body) = call_tool(&client, &worker, &session, "anything", json!({})).await;
-    assert_eq!(status, 504, "{body}");
-    let pids = read_pids(&pidfile);
+    let (worker, pids) = misbehaving_call(dir.path(), "stubborn", 504, "upstream_timeout").await;
     assert_ne!(pids.2, 0, "the stubborn fixture starts a grandchild");
     assert_nothing_left(&worker, pids);
 }
