@@ -105,15 +105,7 @@ async fn fifty_concurrent_patches_over_two_workers_lose_nothing() {
     for task in tasks {
         assert_eq!(task.await.unwrap(), 200);
     }
-    let view: Value = client
-        .get(a.url("/session"))
-        .header("Mcp-Session-Id", &session)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let view = get_json(&client, &a, "/session", &session).await;
     let state = view["state"].as_object().unwrap();
     for i in 0..50 {
         assert_eq!(state[&format!("k{i}")], json!(i), "k{i} lost: {state:?}");
@@ -325,26 +317,12 @@ async fn the_tool_list_is_cached_and_a_deleted_session_is_gone() {
     let client = http();
     let session = init(&client, &worker).await;
     for _ in 0..2 {
-        let tools: Value = client
-            .get(worker.url("/tools"))
-            .header("Mcp-Session-Id", &session)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let tools = get_json(&client, &worker, "/tools", &session).await;
         let names: Vec<&str> =
             tools["tools"].as_array().unwrap().iter().filter_map(|t| t["name"].as_str()).collect();
         assert_eq!(names, ["echo", "list_surveys", "survey_summary", "segment_breakdown", "search_feedback"]);
     }
-    let metrics = client.get(worker.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    let spawns: f64 = metrics
-        .lines()
-        .find(|l| l.starts_with("switchboard_mcp_spawns_total"))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap_or(0.0);
-    assert_eq!(spawns, 1.0, "the second /tools must come from the cache:\n{metrics}");
+    assert_eq!(spawns(&client, &worker).await, 1.0, "the second /tools must come from the cache");
     let response =
         client.delete(worker.url("/session")).header("Mcp-Session-Id", &session).send().await.unwrap();
     assert_eq!(response.status(), 200);

@@ -6,25 +6,8 @@ use serde_json::{Value, json};
 
 use crate::support::*;
 
-/// The worker's `switchboard_mcp_spawns_total`, summed over servers.
-async fn spawns(client: &reqwest::Client, worker: &Worker) -> f64 {
-    let text = client.get(worker.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    text.lines()
-        .filter(|l| l.starts_with("switchboard_mcp_spawns_total"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 async fn list_tools(client: &reqwest::Client, worker: &Worker, session: &str) -> Vec<String> {
-    let tools: Value = client
-        .get(worker.url("/tools"))
-        .header("Mcp-Session-Id", session)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let tools = get_json(client, worker, "/tools", session).await;
     tools["tools"].as_array().unwrap().iter().filter_map(|t| t["name"].as_str().map(String::from)).collect()
 }
 

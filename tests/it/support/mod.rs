@@ -300,6 +300,27 @@ pub fn http() -> reqwest::Client {
     reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("http client")
 }
 
+/// GET `path` of a worker with the session header; the JSON body.
+pub async fn get_json(
+    client: &reqwest::Client,
+    worker: &Worker,
+    path: &str,
+    session: &str,
+) -> serde_json::Value {
+    let response = client.get(worker.url(path)).header("Mcp-Session-Id", session).send().await.expect("GET");
+    response.json().await.expect("JSON body")
+}
+
+/// The worker's `switchboard_mcp_spawns_total`, summed over servers.
+pub async fn spawns(client: &reqwest::Client, worker: &Worker) -> f64 {
+    let response = client.get(worker.url("/metrics")).send().await.expect("GET /metrics");
+    let text = response.text().await.expect("metrics text");
+    text.lines()
+        .filter(|l| l.starts_with("switchboard_mcp_spawns_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// POST /init with the token `demo`; returns the session id.
 pub async fn init(client: &reqwest::Client, worker: &Worker) -> String {
     init_with(client, worker, serde_json::json!({"token": "demo"})).await
