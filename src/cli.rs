@@ -82,16 +82,44 @@ pub enum Command {
     },
     /// A stdio MCP server for Claude Desktop that relays to a gateway. Credentials come
     /// from SWITCHBOARD_TOKEN or SWITCHBOARD_CREDENTIALS (a JSON object), never from argv.
+    #[command(subcommand_negates_reqs = true, args_conflicts_with_subcommands = true)]
     Bridge {
+        #[command(subcommand)]
+        action: Option<BridgeAction>,
         /// Base URL of the gateway (the load balancer), e.g. http://127.0.0.1:8080.
-        #[arg(long, env = "SWITCHBOARD_URL")]
-        url: String,
+        #[arg(long, env = "SWITCHBOARD_URL", required = true)]
+        url: Option<String>,
         /// `legacy` uses /init, /tools, /call-tool; `mcp` relays to /mcp (Streamable HTTP).
         #[arg(long, default_value = "legacy")]
         transport: crate::bridge::Transport,
         /// Bound on each HTTP call to the gateway, in seconds.
         #[arg(long, default_value_t = 60.0)]
         timeout_secs: f64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BridgeAction {
+    /// Write the bridge into Claude Desktop's claude_desktop_config.json (merged: other
+    /// servers are kept, the old file is backed up). The token comes from
+    /// SWITCHBOARD_TOKEN (or SWITCHBOARD_CREDENTIALS) or a prompt that does not echo,
+    /// and goes into the entry's `env`, never its `args`.
+    Install {
+        /// Base URL of the gateway (the load balancer), e.g. https://switchboard.example.com.
+        #[arg(long, env = "SWITCHBOARD_URL")]
+        url: String,
+        /// Name of the entry under `mcpServers` (what Claude Desktop shows).
+        #[arg(long, default_value = "switchboard")]
+        name: String,
+        /// `legacy` uses /init, /tools, /call-tool; `mcp` relays to /mcp.
+        #[arg(long, default_value = "legacy")]
+        transport: crate::bridge::Transport,
+        /// The file to merge into. Default: where Claude Desktop keeps it on this OS.
+        #[arg(long)]
+        config_file: Option<PathBuf>,
+        /// Print the JSON entry instead of writing the file.
+        #[arg(long)]
+        print: bool,
     },
 }
 
@@ -123,7 +151,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::demo::run().context("demo server")?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Bridge { url, transport, timeout_secs } => {
+        Command::Bridge { action: Some(action), .. } => bridge_action(action),
+        Command::Bridge { action: None, url, transport, timeout_secs } => {
+            let url = url.context("--url (or SWITCHBOARD_URL) is required")?;
             telemetry::init_logging(cli.log_format, "warn");
             let credentials = crate::bridge::credentials_from_env(&process_env)?;
             let mut options = crate::bridge::BridgeOptions::new(url, transport, credentials);
@@ -179,6 +209,61 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = load_config(cli.config.as_deref())?;
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             runtime.block_on(serve(config))?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn bridge_action(action: BridgeAction) -> anyhow::Result<ExitCode> {
+    use std::io::IsTerminal;
+    match action {
+        BridgeAction::Install { url, name, transport, config_file, print } => {
+            let config_file = match config_file {
+                Some(path) => path,
+                None => crate::bridge::install::default_config_file(&process_env)?,
+            };
+            let mut token = process_env(crate::bridge::TOKEN_ENV);
+            let credentials = process_env(crate::bridge::CREDENTIALS_ENV);
+            let unset = |v: &Option<String>| v.as_deref().is_none_or(|v| v.trim().is_empty());
+            if unset(&token) && unset(&credentials) {
+                if !std::io::stdin().is_terminal() {
+                    anyhow::bail!(
+                        "no token: set {} (or {}) or run this in a terminal to be asked for it",
+                        crate::bridge::TOKEN_ENV,
+                        crate::bridge::CREDENTIALS_ENV
+                    );
+                }
+                let typed = rpassword::prompt_password("switchboard token for this gateway (input hidden): ")
+                    .context("reading the token")?;
+                if typed.trim().is_empty() {
+                    eprintln!(
+                        "no token given: the entry has none (fine for a gateway without authentication)"
+                    );
+                }
+                token = Some(typed);
+            }
+            let command = std::env::current_exe().context("locating the running binary")?;
+            #[cfg(not(windows))]
+            let command = command.canonicalize().unwrap_or(command);
+            let plan = crate::bridge::install::InstallPlan {
+                config_file,
+                name,
+                command,
+                url,
+                transport,
+                env: crate::bridge::install::entry_env(token, credentials),
+            };
+            if print {
+                println!("{}", plan.snippet());
+                return Ok(ExitCode::SUCCESS);
+            }
+            let installed = plan.write()?;
+            let verb = if installed.updated { "updated" } else { "added" };
+            println!("{verb} \"{}\" in {}", plan.name, plan.config_file.display());
+            if let Some(backup) = installed.backup {
+                println!("the previous file is saved as {}", backup.display());
+            }
+            println!("restart Claude Desktop to load it");
             Ok(ExitCode::SUCCESS)
         }
     }

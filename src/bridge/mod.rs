@@ -38,6 +38,7 @@
 
 mod error;
 mod host;
+pub mod install;
 mod jsonrpc;
 mod legacy;
 mod mcp;
