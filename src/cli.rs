@@ -121,6 +121,20 @@ pub enum BridgeAction {
         #[arg(long)]
         print: bool,
     },
+    /// Do what Claude Desktop will do (start the bridge, initialize, open a session,
+    /// list tools; call nothing) and print one line per step with what is wrong and how
+    /// to fix it. Exits non-zero when a step fails.
+    Check {
+        /// Base URL of the gateway (the load balancer).
+        #[arg(long, env = "SWITCHBOARD_URL")]
+        url: String,
+        /// `legacy` uses /init, /tools, /call-tool; `mcp` relays to /mcp.
+        #[arg(long, default_value = "legacy")]
+        transport: crate::bridge::Transport,
+        /// Bound on each HTTP call to the gateway, in seconds.
+        #[arg(long, default_value_t = 10.0)]
+        timeout_secs: f64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -265,6 +279,19 @@ fn bridge_action(action: BridgeAction) -> anyhow::Result<ExitCode> {
             }
             println!("restart Claude Desktop to load it");
             Ok(ExitCode::SUCCESS)
+        }
+        BridgeAction::Check { url, transport, timeout_secs } => {
+            let credentials = crate::bridge::credentials_from_env(&process_env)?;
+            let mut options = crate::bridge::BridgeOptions::new(url.clone(), transport, credentials);
+            options.request_timeout = std::time::Duration::try_from_secs_f64(timeout_secs)
+                .context("--timeout-secs must be a positive number")?;
+            println!("switchboard bridge check: {url} (transport {transport})");
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let report = runtime.block_on(crate::bridge::check::run(options));
+            for step in &report.steps {
+                println!("{step}");
+            }
+            Ok(if report.passed() { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
     }
 }

@@ -36,6 +36,7 @@
 //! logs go through `tracing` (the binary's subscriber must write to stderr).
 //! **Invariant:** credentials never appear in a log line or an error message.
 
+pub mod check;
 mod error;
 mod host;
 pub mod install;
@@ -72,6 +73,15 @@ pub enum Transport {
     Legacy,
     /// MCP Streamable HTTP (2025-11-25 era) at `{url}/mcp`.
     Mcp,
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Legacy => "legacy",
+            Self::Mcp => "mcp",
+        })
+    }
 }
 
 impl std::str::FromStr for Transport {
