@@ -152,7 +152,12 @@ fn describe_transport_error(e: &reqwest::Error, base: &str) -> String {
     }
     let lower = chain.to_ascii_lowercase();
     let innermost = chain.trim_end_matches("; ").rsplit("; ").next().unwrap_or_default().to_owned();
-    if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake") {
+    if lower.contains("invalidcontenttype") || lower.contains("corrupt message") {
+        format!(
+            "TLS handshake with {base} failed ({innermost}): the server does not speak TLS on this port; \
+             use http:// if the gateway serves plain HTTP there"
+        )
+    } else if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake") {
         format!(
             "TLS error talking to {base} ({innermost}): the certificate is not trusted or the name does not match; \
              use the name on the gateway's certificate, or http:// for a plain-HTTP gateway"
@@ -266,7 +271,10 @@ fn error_text(answer: &Value, has_credentials: bool) -> String {
     match (refused, has_credentials) {
         (true, false) => format!("no token: {message}"),
         (true, true) => {
-            format!("the gateway refused the token: {message} Check {TOKEN_ENV} (or {CREDENTIALS_ENV}).")
+            let stop = if message.ends_with('.') { "" } else { "." };
+            format!(
+                "the gateway refused the token: {message}{stop} Check {TOKEN_ENV} (or {CREDENTIALS_ENV})."
+            )
         }
         _ => message,
     }
