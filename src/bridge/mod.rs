@@ -20,6 +20,10 @@
 //!   resumption, server→client requests).
 //! - [`error`]: [`BridgeError`] (fatal, returned by [`run`]) and the per-call gateway
 //!   error that becomes an `isError` tool result or a JSON-RPC error.
+//! - [`install`]: `bridge install`, the entry in Claude Desktop's config file (merged,
+//!   backed up, token in `env` only).
+//! - [`check`]: `bridge check`, the bridge driven in process as Claude Desktop drives
+//!   it, one line per step with the fix.
 //!
 //! # Decisions (see also `README.md` in this folder)
 //! - **Legacy transport** answers `initialize` itself (capability `tools` only),
