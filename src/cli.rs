@@ -317,9 +317,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             Sealer::ephemeral()?
         }
     };
+    let metrics = Arc::new(Metrics::new());
     let store: Arc<dyn SessionStore> = match &config.redis_url {
         Some(url) => Arc::new(
-            RedisStore::connect(url, &config.key_prefix, std::time::Duration::from_secs(2))
+            RedisStore::connect(url, &config.key_prefix, std::time::Duration::from_secs(2), metrics.clone())
                 .await
                 .context("connecting to Redis")?,
         ),
@@ -328,10 +329,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 "EMBEDDED SESSION STORE: no SWITCHBOARD_REDIS_URL, so sessions live in this process only; \
                  they are lost on restart and not shared with other workers. Set SWITCHBOARD_REDIS_URL for production."
             );
-            Arc::new(MemoryStore::new())
+            Arc::new(MemoryStore::new(metrics.clone()))
         }
     };
-    let metrics = Arc::new(Metrics::new());
     let manager = Arc::new(McpManager::new(&config, &process_env, metrics.clone()));
     manager.start_prespawning();
     let auth = Authenticator::new(&config)?;

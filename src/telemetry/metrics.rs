@@ -25,6 +25,12 @@ struct OpLabels {
     op: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StoreFailureLabels {
+    op: &'static str,
+    kind: &'static str,
+}
+
 /// Counters, gauges and histograms of one worker.
 pub struct Metrics {
     registry: Registry,
@@ -37,6 +43,9 @@ pub struct Metrics {
     cache: Family<OpLabels, Counter>,
     store_errors: Counter,
     sessions: Family<OpLabels, Counter>,
+    /// Failed store operations by operation and error kind, counted at the store boundary
+    /// (see `telemetry::events::store`).
+    store_failures: Family<StoreFailureLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -63,6 +72,7 @@ impl Metrics {
         let cache = Family::<OpLabels, Counter>::default();
         let store_errors = Counter::default();
         let sessions = Family::<OpLabels, Counter>::default();
+        let store_failures = Family::<StoreFailureLabels, Counter>::default();
         registry.register("http_requests", "HTTP requests by route and status", requests.clone());
         registry.register("http_request_duration_seconds", "HTTP request latency", latency.clone());
         registry.register("mcp_spawns", "MCP server processes spawned", spawns.clone());
@@ -80,6 +90,11 @@ impl Metrics {
         registry.register("cache", "Result and tool-list cache lookups by outcome", cache.clone());
         registry.register("store_errors", "Session store operations that failed", store_errors.clone());
         registry.register("sessions", "Session lifecycle events", sessions.clone());
+        registry.register(
+            "store_failures",
+            "Session store operations that failed, by operation and error kind",
+            store_failures.clone(),
+        );
         Self {
             registry,
             requests,
@@ -91,6 +106,7 @@ impl Metrics {
             cache,
             store_errors,
             sessions,
+            store_failures,
         }
     }
 
@@ -124,6 +140,11 @@ impl Metrics {
 
     pub fn store_error(&self) {
         self.store_errors.inc();
+    }
+
+    /// One failed store operation; called by `events::store::StoreFailed::emit` only.
+    pub fn store_failed(&self, op: &'static str, kind: &'static str) {
+        self.store_failures.get_or_create(&StoreFailureLabels { op, kind }).inc();
     }
 
     pub fn session(&self, op: &'static str) {

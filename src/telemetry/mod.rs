@@ -1,6 +1,9 @@
-//! Telemetry: log set-up and the metrics registry. Metrics live in an explicit
-//! [`Metrics`] value in the app state (no globals), rendered at `/metrics`.
+//! Telemetry: log set-up, the metrics registry and typed events. Metrics live in an
+//! explicit [`Metrics`] value in the app state (no globals), rendered at `/metrics`;
+//! an event of [`events`] logs one line and updates its metric, so names, labels and
+//! redaction live in one place.
 
+pub mod events;
 mod metrics;
 
 pub use metrics::Metrics;

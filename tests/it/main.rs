@@ -8,5 +8,6 @@ mod core;
 mod mcp;
 mod ops;
 mod results;
+mod store_contract;
 mod support;
 mod topologies;
