@@ -1,4 +1,5 @@
-//! The metrics of a worker, one typed method per event so names and labels live here.
+//! The metrics of a worker: the registry and one method per metric. Only the typed
+//! events of [`super::events`] call them, so every name and label lives in `telemetry/`.
 
 use std::time::Duration;
 
@@ -21,6 +22,11 @@ struct ServerLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OpLabels {
     op: &'static str,
 }
@@ -37,6 +43,7 @@ pub struct Metrics {
     cache: Family<OpLabels, Counter>,
     store_errors: Counter,
     sessions: Family<OpLabels, Counter>,
+    refusals: Family<ReasonLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -63,6 +70,7 @@ impl Metrics {
         let cache = Family::<OpLabels, Counter>::default();
         let store_errors = Counter::default();
         let sessions = Family::<OpLabels, Counter>::default();
+        let refusals = Family::<ReasonLabels, Counter>::default();
         registry.register("http_requests", "HTTP requests by route and status", requests.clone());
         registry.register("http_request_duration_seconds", "HTTP request latency", latency.clone());
         registry.register("mcp_spawns", "MCP server processes spawned", spawns.clone());
@@ -80,6 +88,7 @@ impl Metrics {
         registry.register("cache", "Result and tool-list cache lookups by outcome", cache.clone());
         registry.register("store_errors", "Session store operations that failed", store_errors.clone());
         registry.register("sessions", "Session lifecycle events", sessions.clone());
+        registry.register("refusals", "Requests refused at the HTTP edge, by reason", refusals.clone());
         Self {
             registry,
             requests,
@@ -91,24 +100,25 @@ impl Metrics {
             cache,
             store_errors,
             sessions,
+            refusals,
         }
     }
 
-    pub fn request(&self, route: &str, status: u16, elapsed: Duration) {
+    pub(crate) fn request(&self, route: &str, status: u16, elapsed: Duration) {
         let labels = RouteLabels { route: route.to_string(), status };
         self.requests.get_or_create(&labels).inc();
         self.latency.get_or_create(&labels).observe(elapsed.as_secs_f64());
     }
 
-    pub fn spawned(&self, server: &str) {
+    pub(crate) fn spawned(&self, server: &str) {
         self.spawns.get_or_create(&ServerLabels { server: server.to_string() }).inc();
     }
 
-    pub fn spawn_failed(&self, server: &str) {
+    pub(crate) fn spawn_failed(&self, server: &str) {
         self.spawn_failures.get_or_create(&ServerLabels { server: server.to_string() }).inc();
     }
 
-    pub fn observe_spawn(&self, server: &str, elapsed: Duration) {
+    pub(crate) fn observe_spawn(&self, server: &str, elapsed: Duration) {
         self.spawn_latency
             .get_or_create(&ServerLabels { server: server.to_string() })
             .observe(elapsed.as_secs_f64());
@@ -118,15 +128,20 @@ impl Metrics {
         self.live_children.set(live);
     }
 
-    pub fn cache(&self, op: &'static str) {
+    pub(crate) fn cache(&self, op: &'static str) {
         self.cache.get_or_create(&OpLabels { op }).inc();
     }
 
+    /// Counted by the store boundary's own event.
     pub fn store_error(&self) {
         self.store_errors.inc();
     }
 
-    pub fn session(&self, op: &'static str) {
+    pub(crate) fn refused(&self, reason: &'static str) {
+        self.refusals.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
+    pub(crate) fn session(&self, op: &'static str) {
         self.sessions.get_or_create(&OpLabels { op }).inc();
     }
 

@@ -1,6 +1,8 @@
-//! Telemetry: log set-up and the metrics registry. Metrics live in an explicit
-//! [`Metrics`] value in the app state (no globals), rendered at `/metrics`.
+//! Telemetry: log set-up, the metrics registry and the typed events that feed it.
+//! Metrics live in an explicit [`Metrics`] value in the app state (no globals),
+//! rendered at `/metrics`; code elsewhere emits [`events`], never raw metric calls.
 
+pub mod events;
 mod metrics;
 
 pub use metrics::Metrics;
