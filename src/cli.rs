@@ -4,18 +4,16 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use crate::auth::Authenticator;
 use crate::config::Config;
-use crate::crypto::Sealer;
-use crate::server::{self, AppState, Shared};
+use crate::results::Policies;
+use crate::server::{self, AppState};
 use crate::store::{MemoryStore, RedisStore, SessionStore};
 use crate::telemetry::{self, LogFormat, Metrics};
-use crate::upstream::{McpManager, process};
+use crate::upstream::process;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -303,6 +301,8 @@ pub fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
     };
     let exe = std::env::current_exe().context("locating the running binary")?;
     let config = Config::load(text.as_deref(), &process_env, &exe.to_string_lossy())?;
+    // The tools' jq filters compile, or the config is refused here, before anything starts.
+    Policies::from_config(&config).map_err(anyhow::Error::msg)?;
     Ok(config)
 }
 
@@ -310,13 +310,6 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     if let Err(e) = process::become_subreaper() {
         tracing::warn!(error = %e, "cannot become a child subreaper; orphaned grandchildren will go to init");
     }
-    let sealer = match &config.secret_key {
-        Some(key) => Sealer::from_config(key, &config.secret_keys_old).context("SWITCHBOARD_SECRET_KEY")?,
-        None => {
-            tracing::warn!("no SWITCHBOARD_SECRET_KEY: credentials are sealed with a random per-process key");
-            Sealer::ephemeral()?
-        }
-    };
     let metrics = Arc::new(Metrics::new());
     let store: Arc<dyn SessionStore> = match &config.redis_url {
         Some(url) => Arc::new(
@@ -332,41 +325,18 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             Arc::new(MemoryStore::new(metrics.clone()))
         }
     };
-    let manager = Arc::new(McpManager::new(&config, &process_env, metrics.clone()));
-    manager.start_prespawning();
-    let auth = Authenticator::new(&config)?;
-    let listener = tokio::net::TcpListener::bind(config.listen)
+    let state = AppState::new(config, store, metrics, &process_env)?;
+    let listener = tokio::net::TcpListener::bind(state.config.listen)
         .await
-        .with_context(|| format!("binding {}", config.listen))?;
-    let local = listener.local_addr()?;
+        .with_context(|| format!("binding {}", state.config.listen))?;
     tracing::info!(
-        listen = %local,
-        store = %store.describe(),
-        auth = ?config.auth_mode(),
-        servers = ?manager.server_names(),
-        max_children = config.max_children,
+        listen = %listener.local_addr()?,
+        store = %state.store.describe(),
+        auth = ?state.config.auth_mode(),
+        servers = ?state.manager.server_names(),
+        max_children = state.config.max_children,
         "switchboard worker ready"
     );
-    let worker_id = crate::session::SessionId::generate()
-        .map_err(|e| anyhow::anyhow!("OS random source: {e}"))?
-        .as_str()[..10]
-        .replace(['-', '_'], "x");
-    let keys = crate::store::Keys::new(&config.key_prefix);
-    let state = AppState::new(Shared {
-        relay: Arc::new(crate::upstream::ReplyRouter::new(worker_id)),
-        inflight: server::Inflight::default(),
-        policies: server::calls::Policies::from_config(&config).map_err(anyhow::Error::msg)?,
-        catalog: server::calls::Catalog::default(),
-        keys,
-        config,
-        store,
-        sealer,
-        auth,
-        manager,
-        metrics,
-        draining: AtomicBool::new(false),
-    });
-    server::spawn_dispatcher(state.clone());
     server::run(listener, state, shutdown_signal()).await?;
     Ok(())
 }

@@ -4,7 +4,9 @@
 //! Both sources are injected ([`Config::load`] takes the file text and an
 //! environment lookup), so tests never touch the process environment. This
 //! module does no I/O besides what its caller hands it and knows nothing of
-//! Redis, HTTP or processes.
+//! Redis, HTTP or processes. It imports no other module of the crate: the jq
+//! filters of `servers.*.tools.*` are compiled (and so checked) by
+//! `results::Policies::from_config`, which sits above it.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -384,10 +386,6 @@ impl Config {
         for (name, server) in &self.servers {
             if server.command.is_empty() {
                 return invalid(format!("servers.{name}: command is empty"));
-            }
-            for tool in server.tools.keys() {
-                crate::results::ToolPolicy::from_config(server, tool, self.cache_ttl)
-                    .map_err(|e| ConfigError::Invalid(format!("servers.{name}.tools.{e}")))?;
             }
             if server.prespawn > 0 {
                 if server.env.values().any(|v| v.contains("{credentials.")) {

@@ -2,24 +2,30 @@
 //! workers, with every session in Redis.
 //!
 //! # Layout
-//! Modules follow the path of a request; imports only point downward.
+//! Modules follow the path of a request; imports only point downward (a module
+//! never imports one listed above it, and no two modules import each other).
 //!
+//! - [`cli`]: the subcommands and their wiring.
 //! - [`bench`]: the load generator of `switchboard bench`.
 //! - [`bridge`]: the stdio MCP process Claude Desktop launches; relays to a gateway.
-//! - [`server`]: inbound HTTP (axum): the legacy routes, health, metrics, and the
-//!   one mapping from errors to statuses. The only module that imports axum.
+//! - [`server`]: inbound HTTP (axum), thin adapters: the legacy routes, `/mcp`,
+//!   health, metrics, and the one mapping from errors to statuses and JSON-RPC
+//!   errors. The only module that imports axum.
+//! - [`gateway`]: the application layer: what a request does (sessions, the
+//!   principal check, tool calls through the result cache, the catalogue, routing
+//!   of answers and cancellations), with one error type. No axum, no HTTP.
 //! - [`auth`]: credential validation at session creation.
+//! - [`results`]: tool policies, canonical cache keys, jq filters, size caps (pure).
 //! - [`session`]: the domain: ids, records, merge patches. No I/O.
 //! - [`store`]: session storage, Redis or embedded. The only module that imports redis.
 //! - [`upstream`]: outbound MCP: spawn a server per request in its own process
 //!   group, talk newline-delimited JSON-RPC, take it down and reap it.
 //! - [`demo`]: the demo analytics MCP server (stand-in for the external API).
-//! - [`results`]: cache policy, canonical cache keys, jq filters, size caps (pure).
 //! - [`protocol`]: the one owner of the protocol: JSON-RPC envelope and codes, MCP
 //!   versions and headers, SSE decoding, line framing, the stdio-server kit of the demo
-//!   server and the conformance fixture (a separate binary, `fixtures/`).
-//! - [`config`], [`crypto`], [`telemetry`]: foundations.
-//! - [`cli`]: the subcommands and their wiring.
+//!   server and the conformance fixture (a separate binary, `fixtures/`). Fuzzable.
+//! - [`config`], [`crypto`], [`telemetry`]: foundations (`telemetry::events`: typed
+//!   events that log and count together).
 
 pub mod auth;
 pub mod bench;
@@ -28,6 +34,7 @@ pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod demo;
+pub mod gateway;
 pub mod protocol;
 pub mod results;
 pub mod server;

@@ -1,4 +1,5 @@
-//! The metrics of a worker, one typed method per event so names and labels live here.
+//! The metrics of a worker: the registry and one method per metric. Only the typed
+//! events of [`super::events`] call them, so every name and label lives in `telemetry/`.
 
 use std::time::Duration;
 
@@ -18,6 +19,11 @@ struct RouteLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ServerLabels {
     server: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -46,6 +52,7 @@ pub struct Metrics {
     /// Failed store operations by operation and error kind, counted at the store boundary
     /// (see `telemetry::events::store`).
     store_failures: Family<StoreFailureLabels, Counter>,
+    refusals: Family<ReasonLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -73,6 +80,7 @@ impl Metrics {
         let store_errors = Counter::default();
         let sessions = Family::<OpLabels, Counter>::default();
         let store_failures = Family::<StoreFailureLabels, Counter>::default();
+        let refusals = Family::<ReasonLabels, Counter>::default();
         registry.register("http_requests", "HTTP requests by route and status", requests.clone());
         registry.register("http_request_duration_seconds", "HTTP request latency", latency.clone());
         registry.register("mcp_spawns", "MCP server processes spawned", spawns.clone());
@@ -95,6 +103,7 @@ impl Metrics {
             "Session store operations that failed, by operation and error kind",
             store_failures.clone(),
         );
+        registry.register("refusals", "Requests refused at the HTTP edge, by reason", refusals.clone());
         Self {
             registry,
             requests,
@@ -107,24 +116,25 @@ impl Metrics {
             store_errors,
             sessions,
             store_failures,
+            refusals,
         }
     }
 
-    pub fn request(&self, route: &str, status: u16, elapsed: Duration) {
+    pub(crate) fn request(&self, route: &str, status: u16, elapsed: Duration) {
         let labels = RouteLabels { route: route.to_string(), status };
         self.requests.get_or_create(&labels).inc();
         self.latency.get_or_create(&labels).observe(elapsed.as_secs_f64());
     }
 
-    pub fn spawned(&self, server: &str) {
+    pub(crate) fn spawned(&self, server: &str) {
         self.spawns.get_or_create(&ServerLabels { server: server.to_string() }).inc();
     }
 
-    pub fn spawn_failed(&self, server: &str) {
+    pub(crate) fn spawn_failed(&self, server: &str) {
         self.spawn_failures.get_or_create(&ServerLabels { server: server.to_string() }).inc();
     }
 
-    pub fn observe_spawn(&self, server: &str, elapsed: Duration) {
+    pub(crate) fn observe_spawn(&self, server: &str, elapsed: Duration) {
         self.spawn_latency
             .get_or_create(&ServerLabels { server: server.to_string() })
             .observe(elapsed.as_secs_f64());
@@ -134,20 +144,22 @@ impl Metrics {
         self.live_children.set(live);
     }
 
-    pub fn cache(&self, op: &'static str) {
+    pub(crate) fn cache(&self, op: &'static str) {
         self.cache.get_or_create(&OpLabels { op }).inc();
     }
 
-    pub fn store_error(&self) {
+    /// One failed store operation (also the total `store_errors`); called by
+    /// `events::store::StoreFailed::emit` only.
+    pub fn store_failed(&self, op: &'static str, kind: &'static str) {
+        self.store_failures.get_or_create(&StoreFailureLabels { op, kind }).inc();
         self.store_errors.inc();
     }
 
-    /// One failed store operation; called by `events::store::StoreFailed::emit` only.
-    pub fn store_failed(&self, op: &'static str, kind: &'static str) {
-        self.store_failures.get_or_create(&StoreFailureLabels { op, kind }).inc();
+    pub(crate) fn refused(&self, reason: &'static str) {
+        self.refusals.get_or_create(&ReasonLabels { reason }).inc();
     }
 
-    pub fn session(&self, op: &'static str) {
+    pub(crate) fn session(&self, op: &'static str) {
         self.sessions.get_or_create(&OpLabels { op }).inc();
     }
 

@@ -1,7 +1,6 @@
-//! Telemetry: log set-up, the metrics registry and typed events. Metrics live in an
-//! explicit [`Metrics`] value in the app state (no globals), rendered at `/metrics`;
-//! an event of [`events`] logs one line and updates its metric, so names, labels and
-//! redaction live in one place.
+//! Telemetry: log set-up, the metrics registry and the typed events that feed it.
+//! Metrics live in an explicit [`Metrics`] value in the app state (no globals),
+//! rendered at `/metrics`; code elsewhere emits [`events`], never raw metric calls.
 
 pub mod events;
 mod metrics;

@@ -18,6 +18,7 @@ use crate::config::{Config, ServerConfig};
 use crate::protocol::UPSTREAM_PROTOCOL_VERSION;
 use crate::protocol::jsonrpc::{self, Envelope, Kind, json_string};
 use crate::telemetry::Metrics;
+use crate::telemetry::events::{CacheLookup, CacheOp, Emit, SpawnFailed, SpawnReady, Spawned};
 
 pub mod process;
 pub mod relay;
@@ -228,10 +229,10 @@ impl McpManager {
         let started = Instant::now();
         let (child, stdout) = process::spawn(&spec, runtime.config.shutdown_grace, permit, &self.reaper)
             .map_err(|e| {
-                self.metrics.spawn_failed(&runtime.label);
+                SpawnFailed { server: &runtime.label, error: &e }.emit(&self.metrics);
                 UpstreamError::Spawn(e)
             })?;
-        self.metrics.spawned(&runtime.label);
+        Spawned { server: &runtime.label }.emit(&self.metrics);
         let mut session = UpstreamSession {
             child,
             reader: LineReader::new(stdout, runtime.config.max_message_bytes),
@@ -271,7 +272,7 @@ impl McpManager {
             init = init => init?,
             () = self.reaper.killing() => return Err(UpstreamError::Exited),
         };
-        self.metrics.observe_spawn(&runtime.label, started.elapsed());
+        SpawnReady { server: &runtime.label, elapsed: started.elapsed() }.emit(&self.metrics);
         Ok(Warm { child: session.child, reader: session.reader, init, born: Instant::now() })
     }
 
@@ -297,12 +298,12 @@ impl McpManager {
         };
         let warm = match warm {
             Some(warm) => {
-                self.metrics.cache("prespawn_hit");
+                CacheLookup(CacheOp::PrespawnHit).emit(&self.metrics);
                 warm
             }
             None => {
                 if runtime.pool.is_some() {
-                    self.metrics.cache("prespawn_miss");
+                    CacheLookup(CacheOp::PrespawnMiss).emit(&self.metrics);
                 }
                 let permit = self.admit().await?;
                 self.start(runtime, credentials, client, permit).await?
