@@ -3,19 +3,24 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use crate::auth::Authenticator;
 use crate::config::Config;
-use crate::crypto::Sealer;
-use crate::server::{self, AppState, Shared};
-use crate::store::{MemoryStore, RedisStore, SessionStore};
-use crate::telemetry::{self, LogFormat, Metrics};
-use crate::upstream::{McpManager, process};
+use crate::telemetry::{self, LogFormat};
+// What only `serve` needs, which is Linux only (the crate docs' "Platforms").
+#[cfg(target_os = "linux")]
+use {
+    crate::auth::Authenticator,
+    crate::crypto::Sealer,
+    crate::server::{self, AppState, Shared},
+    crate::store::{MemoryStore, RedisStore, SessionStore},
+    crate::telemetry::Metrics,
+    crate::upstream::{McpManager, process},
+    std::sync::Arc,
+    std::sync::atomic::AtomicBool,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -36,7 +41,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run an HTTP worker.
+    /// Run an HTTP worker (Linux only).
     Serve,
     /// Run the demo analytics MCP server on stdio.
     DemoServer,
@@ -201,6 +206,16 @@ pub fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
     Ok(config)
 }
 
+#[cfg(not(target_os = "linux"))]
+async fn serve(_config: Config) -> anyhow::Result<()> {
+    anyhow::bail!(
+        "`serve` runs on Linux only: a worker relies on process groups, a child subreaper and \
+         a parent-death signal to leave no MCP server behind. Run workers on Linux (a container \
+         will do) and use `switchboard bridge --url <gateway>` on this machine"
+    )
+}
+
+#[cfg(target_os = "linux")]
 async fn serve(config: Config) -> anyhow::Result<()> {
     if let Err(e) = process::become_subreaper() {
         tracing::warn!(error = %e, "cannot become a child subreaper; orphaned grandchildren will go to init");
@@ -313,6 +328,7 @@ async fn sessions(url: &str, prefix: &str, action: SessionsAction) -> anyhow::Re
 }
 
 /// Resolves on SIGTERM or SIGINT.
+#[cfg(target_os = "linux")]
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let term = signal(SignalKind::terminate());

@@ -19,6 +19,13 @@
 //! - [`protocol`]: pure JSON-RPC envelope and MCP constants; fuzzable.
 //! - [`config`], [`crypto`], [`telemetry`]: foundations.
 //! - [`cli`]: the subcommands and their wiring.
+//!
+//! # Platforms
+//! `serve` runs on Linux only: [`server`] and [`upstream`] are compiled only there
+//! (process groups, a child subreaper, a parent-death signal and SIGTERM handling are
+//! what keep a worker's MCP servers from outliving it). Everything else (`bridge`,
+//! `bench`, `demo-server`, `check-config`, `sessions`) builds and runs on Linux,
+//! macOS and Windows; elsewhere `serve` refuses with a message saying so.
 
 pub mod auth;
 pub mod bench;
@@ -30,8 +37,10 @@ pub mod crypto;
 pub mod demo;
 pub mod protocol;
 pub mod results;
+#[cfg(target_os = "linux")]
 pub mod server;
 pub mod session;
 pub mod store;
 pub mod telemetry;
+#[cfg(target_os = "linux")]
 pub mod upstream;
