@@ -3,17 +3,22 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::config::Config;
 use crate::results::Policies;
-use crate::server::{self, AppState};
-use crate::store::{MemoryStore, RedisStore, SessionStore};
-use crate::telemetry::{self, LogFormat, Metrics};
-use crate::upstream::process;
+use crate::telemetry::{self, LogFormat};
+// What only `serve` needs, which is Linux only (the crate docs' "Platforms").
+#[cfg(target_os = "linux")]
+use {
+    crate::server::{self, AppState},
+    crate::store::{MemoryStore, RedisStore, SessionStore},
+    crate::telemetry::Metrics,
+    crate::upstream::process,
+    std::sync::Arc,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -34,7 +39,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run an HTTP worker.
+    /// Run an HTTP worker (Linux only).
     Serve,
     /// Run the demo analytics MCP server on stdio.
     DemoServer,
@@ -306,6 +311,16 @@ pub fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
     Ok(config)
 }
 
+#[cfg(not(target_os = "linux"))]
+async fn serve(_config: Config) -> anyhow::Result<()> {
+    anyhow::bail!(
+        "`serve` runs on Linux only: a worker relies on process groups, a child subreaper and \
+         a parent-death signal to leave no MCP server behind. Run workers on Linux (a container \
+         will do) and use `switchboard bridge --url <gateway>` on this machine"
+    )
+}
+
+#[cfg(target_os = "linux")]
 async fn serve(config: Config) -> anyhow::Result<()> {
     if let Err(e) = process::become_subreaper() {
         tracing::warn!(error = %e, "cannot become a child subreaper; orphaned grandchildren will go to init");
@@ -388,6 +403,7 @@ async fn sessions(url: &str, prefix: &str, action: SessionsAction) -> anyhow::Re
 }
 
 /// Resolves on SIGTERM or SIGINT.
+#[cfg(target_os = "linux")]
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let term = signal(SignalKind::terminate());

@@ -26,6 +26,13 @@
 //!   server and the conformance fixture (a separate binary, `fixtures/`). Fuzzable.
 //! - [`config`], [`crypto`], [`telemetry`]: foundations (`telemetry::events`: typed
 //!   events that log and count together).
+//!
+//! # Platforms
+//! `serve` runs on Linux only: [`server`], [`gateway`] and [`upstream`] are compiled only there
+//! (process groups, a child subreaper, a parent-death signal and SIGTERM handling are
+//! what keep a worker's MCP servers from outliving it). Everything else (`bridge`,
+//! `bench`, `demo-server`, `check-config`, `sessions`) builds and runs on Linux,
+//! macOS and Windows; elsewhere `serve` refuses with a message saying so.
 
 pub mod auth;
 pub mod bench;
@@ -34,11 +41,14 @@ pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod demo;
+#[cfg(target_os = "linux")]
 pub mod gateway;
 pub mod protocol;
 pub mod results;
+#[cfg(target_os = "linux")]
 pub mod server;
 pub mod session;
 pub mod store;
 pub mod telemetry;
+#[cfg(target_os = "linux")]
 pub mod upstream;
