@@ -52,3 +52,7 @@ pub mod store;
 pub mod telemetry;
 #[cfg(target_os = "linux")]
 pub mod upstream;
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may panic on purpose
+mod layout_tests;
