@@ -166,6 +166,15 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let url = url.context("--url (or SWITCHBOARD_URL) is required")?;
             telemetry::init_logging(cli.log_format, "warn");
             let credentials = crate::bridge::credentials_from_env(&process_env)?;
+            if credentials.as_object().is_none_or(|o| o.is_empty()) {
+                tracing::warn!(
+                    "neither {} nor {} is set: a gateway that requires a token will refuse every call; \
+                     set {} in the \"env\" block of this server's entry in claude_desktop_config.json",
+                    crate::bridge::TOKEN_ENV,
+                    crate::bridge::CREDENTIALS_ENV,
+                    crate::bridge::TOKEN_ENV
+                );
+            }
             let mut options = crate::bridge::BridgeOptions::new(url, transport, credentials);
             options.request_timeout = std::time::Duration::try_from_secs_f64(timeout_secs)
                 .context("--timeout-secs must be a positive number")?;
@@ -305,9 +314,27 @@ pub fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
         None => None,
     };
     let exe = std::env::current_exe().context("locating the running binary")?;
-    let config = Config::load(text.as_deref(), &process_env, &exe.to_string_lossy())?;
-    // The tools' jq filters compile, or the config is refused here, before anything starts.
-    Policies::from_config(&config).map_err(anyhow::Error::msg)?;
+    // Every check `serve` makes at start-up, so `check-config` accepts exactly what `serve`
+    // does; all problems are reported together.
+    let secret_key = |c: &Config| match &c.secret_key {
+        Some(key) => crate::crypto::Sealer::from_config(key, &c.secret_keys_old)
+            .map(drop)
+            .map_err(|e| format!("SWITCHBOARD_SECRET_KEY (or SWITCHBOARD_SECRET_KEYS_OLD): {e}")),
+        None => Ok(()),
+    };
+    let redis_url = |c: &Config| match &c.redis_url {
+        Some(url) => {
+            crate::store::Topology::parse(url).map(drop).map_err(|e| format!("SWITCHBOARD_REDIS_URL: {e}"))
+        }
+        None => Ok(()),
+    };
+    let filters = |c: &Config| Policies::from_config(c).map(drop);
+    let config = Config::load_checked(
+        text.as_deref(),
+        &process_env,
+        &exe.to_string_lossy(),
+        &[&secret_key, &redis_url, &filters],
+    )?;
     Ok(config)
 }
 

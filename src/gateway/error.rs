@@ -69,6 +69,7 @@ impl GatewayError {
             Self::RngUnavailable => "rng_unavailable",
             Self::SealFailed(_) => "seal_failed",
             Self::CredentialsUnreadable(_) => "credentials_unreadable",
+            Self::Auth(AuthError::Missing) => "missing_credentials",
             Self::Auth(AuthError::Malformed(_)) => "bad_credentials",
             Self::Auth(AuthError::Invalid) => "invalid_credentials",
             Self::Auth(AuthError::Unavailable(_)) => "auth_unavailable",

@@ -83,7 +83,7 @@ impl From<GatewayError> for ApiError {
 fn auth_status(e: &AuthError) -> StatusCode {
     match e {
         AuthError::Malformed(_) => StatusCode::BAD_REQUEST,
-        AuthError::Invalid => StatusCode::UNAUTHORIZED,
+        AuthError::Invalid | AuthError::Missing => StatusCode::UNAUTHORIZED,
         AuthError::Unavailable(_) => StatusCode::BAD_GATEWAY,
     }
 }

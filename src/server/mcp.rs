@@ -25,8 +25,8 @@ use super::AppState;
 use super::body as bounded;
 use super::error::{Rejected, json, rpc_answer, rpc_error_line, rpc_rejection};
 use crate::gateway::{Bound, GatewayError, Operation};
-use crate::protocol::{SESSION_HEADER, SUPPORTED_VERSIONS};
 use crate::protocol::jsonrpc::{self, Envelope, Kind};
+use crate::protocol::{SESSION_HEADER, SUPPORTED_VERSIONS};
 use crate::upstream::{Relay, ServerMessage};
 
 /// Server messages buffered between a child and a slow SSE client (notifications beyond

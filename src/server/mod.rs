@@ -38,8 +38,8 @@ mod routes;
 #[allow(clippy::unwrap_used)] // tests may panic on purpose
 mod tests;
 
-pub use error::ApiError;
 pub use crate::protocol::SESSION_HEADER;
+pub use error::ApiError;
 
 /// Longest wait for every child to be reaped once serving has stopped.
 const REAP_BOUND: Duration = Duration::from_secs(10);

@@ -24,6 +24,8 @@ type Answer = Result<Response, GatewayError>;
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct InitRequest {
+    /// Absent is `null`: the credentials check answers 401 `missing_credentials`.
+    #[serde(default)]
     credentials: serde_json::Value,
     #[serde(default)]
     client: Option<serde_json::Value>,

@@ -77,7 +77,8 @@ impl Worker {
     }
 
     fn with_store(config: Config, store: Arc<dyn SessionStore>) -> Self {
-        let state = AppState::new(config, store, Arc::new(crate::telemetry::Metrics::new()), &|_| None).unwrap();
+        let state =
+            AppState::new(config, store, Arc::new(crate::telemetry::Metrics::new()), &|_| None).unwrap();
         Self { app: router(state.clone()), state }
     }
 
@@ -162,8 +163,11 @@ async fn init_refuses_bad_bodies_and_credentials_with_clear_codes() {
     let mut small = config(vec![("default", demo_server(None))]);
     small.max_body_bytes = 64;
     let worker = Worker::new(small);
-    let cases: [(&str, StatusCode, &str); 6] = [
+    let cases: [(&str, StatusCode, &str); 9] = [
         ("", StatusCode::BAD_REQUEST, "bad_request"),
+        ("{}", StatusCode::UNAUTHORIZED, "missing_credentials"),
+        (r#"{"credentials": {}}"#, StatusCode::UNAUTHORIZED, "missing_credentials"),
+        (r#"{"credentials": {"user": "x"}}"#, StatusCode::UNAUTHORIZED, "missing_credentials"),
         ("{", StatusCode::BAD_REQUEST, "bad_request"),
         (r#"{"credentials": {}, "extra": 1}"#, StatusCode::BAD_REQUEST, "bad_request"),
         (r#"{"credentials": 5}"#, StatusCode::BAD_REQUEST, "bad_credentials"),
@@ -663,6 +667,12 @@ async fn mcp_transport_refusals_have_their_status_and_json_rpc_code() {
         "{}",
         refused.text
     );
+    let mut bare = mcp_post(None, &rpc("initialize", json!({})));
+    bare.headers_mut().remove("authorization");
+    let bare = worker.send(bare).await;
+    assert_eq!(bare.status, StatusCode::UNAUTHORIZED, "{}", bare.text);
+    let message = bare.json["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("Authorization: Bearer"), "the answer names the header: {}", bare.text);
     let metrics = worker.json("GET", "/metrics", None, Value::Null).await.text;
     assert!(metrics.contains(r#"switchboard_refusals_total{reason="origin"} 1"#), "{metrics}");
     worker.finish().await;

@@ -6,6 +6,7 @@
 // A panic in a test is a failed assertion, not a crash on outside input.
 #![allow(clippy::unwrap_used)]
 
+mod cli;
 mod core;
 mod mcp;
 mod ops;
