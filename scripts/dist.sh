@@ -24,8 +24,9 @@ if [ ${#targets[@]} -eq 0 ]; then
     targets=(x86_64-unknown-linux-gnu x86_64-pc-windows-gnu)
     [ "${DIST_MACOS:-0}" = 1 ] && targets+=(aarch64-apple-darwin x86_64-apple-darwin)
 fi
-# Archives that do not depend on when or by whom they were built.
-export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || echo 0)}
+# Archives that do not depend on when or by whom they were built. Not exported: build
+# scripts that watch SOURCE_DATE_EPOCH would rebuild the whole tree.
+epoch=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || echo 315532800)}
 
 # build TARGET: the release binary's path on stdout.
 build() {
@@ -56,14 +57,14 @@ package() {
     local target=$1 bin=$2 name="switchboard-$version-$1" stage
     stage=$(mktemp -d)
     mkdir "$stage/$name" && cp "$bin" README.md "$stage/$name/" &&
-        touch -d "@$SOURCE_DATE_EPOCH" "$stage/$name" "$stage/$name"/* || return 1
+        touch -d "@$epoch" "$stage/$name" "$stage/$name"/* || return 1
     case "$target" in
     *-windows-*)
         rm -f "$dist/$name.zip"
         (cd "$stage" && python3 -m zipfile -c "$dist/$name.zip" "$name/")
         ;;
     *)
-        tar -C "$stage" --sort=name --owner=0 --group=0 --numeric-owner --mtime="@$SOURCE_DATE_EPOCH" \
+        tar -C "$stage" --sort=name --owner=0 --group=0 --numeric-owner --mtime="@$epoch" \
             -czf "$dist/$name.tar.gz" "$name"
         ;;
     esac

@@ -25,8 +25,11 @@ trap 'bash "$here/../bridge/stack.sh" down; wine_stop; rm -rf "$STACK"' EXIT
 bash "$here/../bridge/stack.sh" up || exit 1
 
 echo "size: Linux $(stat -c %s "$SWITCHBOARD_BIN") bytes (x86_64-unknown-linux-gnu), Windows $(stat -c %s "$EXE") bytes ($TARGET)"
-"$WINE" "$STACK/bin/switchboard.exe" --version >/dev/null # Wine's own start-up (prefix, wineserver) off the clock
 for which in linux windows; do
-    if [ $which = linux ]; then cmd="$STACK/bin/switchboard bridge"; else cmd="$WINE $STACK/bin/switchboard.exe bridge"; fi
+    cmd="$STACK/bin/switchboard bridge"
+    if [ $which = windows ]; then
+        cmd="$WINE $STACK/bin/switchboard.exe bridge"
+        "$WINE" "$STACK/bin/switchboard.exe" --version >/dev/null # Wine's own start-up (wineserver) off the clock
+    fi
     SWITCHBOARD_BRIDGE_CMD=$cmd "$PYTHON" "$here/../bridge/bridge_checks.py" figures | sed "s/^/$which: /"
 done
