@@ -12,7 +12,8 @@
 # 2. Builds once in the release profile (the binary, the conformance fixture, then the
 #    test binaries), checks formatting and clippy.
 # 3. Runs `cargo test --release --workspace` (unit tests, the tests/it binary, the
-#    conformance fixture's tests), then every tests/interop/*/run.sh in turn.
+#    conformance fixture's tests), then every tests/interop/*/run.sh in turn, then the
+#    fuzz targets for 30 s each (scripts/fuzz.sh, nightly).
 # Prints the time of each step and a summary; exits non-zero if any step failed.
 # Every server it starts listens on 127.0.0.1 only, on free ports.
 # shellcheck disable=SC2317 # the install functions are called through step "$@"
@@ -163,5 +164,7 @@ for script in tests/interop/*/run.sh; do
     [ -e "$script" ] || continue
     step "interop: $(basename "$(dirname "$script")")" bash "$script"
 done
+# Every cargo-fuzz target for 30 s (nightly; builds into target/fuzz, see scripts/fuzz.sh).
+step "fuzz (30 s per target)" scripts/fuzz.sh 30
 
 finish
