@@ -15,9 +15,9 @@
 #    test binaries), checks formatting and clippy (Linux, then the Windows and both
 #    macOS targets).
 # 3. Runs `cargo test --release --workspace` (unit tests, the tests/it binary, the
-#    conformance fixture's tests), then every
-#    tests/interop/*/run.sh in turn (tests/interop/windows cross-builds the .exe
-#    and runs the bridge checks with it under Wine).
+#    conformance fixture's tests), then every tests/interop/*/run.sh in turn
+#    (tests/interop/windows cross-builds the .exe and runs the bridge checks with it
+#    under Wine), then the fuzz targets for 30 s each (scripts/fuzz.sh, nightly).
 # Prints the time of each step and a summary; exits non-zero if any step failed.
 # Every server it starts listens on 127.0.0.1 only, on free ports.
 # shellcheck disable=SC2317 # the install functions are called through step "$@"
@@ -154,5 +154,7 @@ for script in tests/interop/*/run.sh; do
     [ -e "$script" ] || continue
     step "interop: $(basename "$(dirname "$script")")" bash "$script"
 done
+# Every cargo-fuzz target for 30 s (nightly; builds into target/fuzz, see scripts/fuzz.sh).
+step "fuzz (30 s per target)" scripts/fuzz.sh 30
 
 finish

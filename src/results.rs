@@ -90,9 +90,16 @@ impl ToolPolicy {
             }
             None => None,
         };
+        let cache_ttl = match config.and_then(|c| c.cache_ttl_secs) {
+            // Negative, NaN or past `Duration::MAX`: `from_secs_f64` would panic.
+            Some(secs) => Duration::try_from_secs_f64(secs).map_err(|_| {
+                format!("tool `{tool}`: cache_ttl_secs must be 0 or more seconds, not {secs}")
+            })?,
+            None => default_ttl,
+        };
         Ok(Self {
             cache: config.map_or(CacheMode::Auto, |c| c.cache),
-            cache_ttl: config.and_then(|c| c.cache_ttl_secs).map_or(default_ttl, Duration::from_secs_f64),
+            cache_ttl,
             filter,
             max_result_bytes: config.and_then(|c| c.max_result_bytes).or(server.max_result_bytes),
         })

@@ -102,3 +102,11 @@ fn the_switchboard_placeholder_runs_this_binary() {
     let config = Config::load(Some(text), &|_| None, "/opt/sb/switchboard").unwrap();
     assert_eq!(config.servers["default"].command, ["/opt/sb/switchboard", "demo-server"]);
 }
+
+#[test]
+fn a_negative_tool_cache_ttl_is_a_config_error() {
+    // The config_load fuzz target's crash: this file made `Config::load` panic.
+    let text = "[servers.a]\ncommand = [\"x\"]\n[servers.a.tools.t]\ncache_ttl_secs = -1.0\n";
+    let err = load(Some(text), &[]).unwrap_err();
+    assert!(err.to_string().contains("servers.a.tools.tool `t`: cache_ttl_secs must be 0 or more"), "{err}");
+}

@@ -41,6 +41,23 @@ fn bad_filters_are_refused_and_env_is_not_available() {
 }
 
 #[test]
+fn a_cache_ttl_that_is_no_duration_is_refused_not_a_panic() {
+    // Found by the config_load fuzz target: `Duration::from_secs_f64` panicked on these.
+    for secs in [-1.0, -0.0001, f64::NAN, f64::INFINITY, 1e300] {
+        let mut server = crate::config::ServerConfig::default();
+        let tool = crate::config::ToolConfig { cache_ttl_secs: Some(secs), ..Default::default() };
+        server.tools.insert("t".into(), tool);
+        let err = ToolPolicy::from_config(&server, "t", Duration::from_secs(1)).unwrap_err();
+        assert!(err.contains("tool `t`: cache_ttl_secs"), "{secs}: {err}");
+    }
+    let mut server = crate::config::ServerConfig::default();
+    let tool = crate::config::ToolConfig { cache_ttl_secs: Some(0.5), ..Default::default() };
+    server.tools.insert("t".into(), tool);
+    let policy = ToolPolicy::from_config(&server, "t", Duration::from_secs(1)).unwrap();
+    assert_eq!(policy.cache_ttl, Duration::from_millis(500));
+}
+
+#[test]
 fn over_long_results_are_cut_with_a_marker() {
     let result =
         json!({"content": [{"type": "text", "text": "x".repeat(10_000)}], "structuredContent": {"a": 1}});
