@@ -177,6 +177,11 @@ async fn log_stderr(stderr: tokio::process::ChildStderr, label: Arc<str>, max_li
 use tokio::io::AsyncReadExt as _;
 
 impl ChildProcess {
+    /// The child's process id (also its process group id), while this guard owns it.
+    pub fn pid(&self) -> Option<u32> {
+        self.inner.as_ref().and_then(|i| u32::try_from(i.pgid).ok())
+    }
+
     /// The child's stdin, while it is open.
     pub fn stdin(&mut self) -> Option<&mut ChildStdin> {
         self.inner.as_mut().and_then(|i| i.stdin.as_mut())
