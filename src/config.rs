@@ -182,6 +182,12 @@ pub struct ServerConfig {
     /// session's pauses without keeping idle servers for long; never longer than the idle TTL.
     #[serde(with = "secs_f64", rename = "warm_idle_secs")]
     pub warm_idle: Duration,
+    /// The kernel kills a child when its worker dies, even by SIGKILL (`PR_SET_PDEATHSIG`).
+    /// That needs a hook in the child between `fork` and `exec`; `false` lets the worker use
+    /// `posix_spawn` (vfork) instead, about 0.3 ms less per request. Turn it off only where
+    /// something else takes the children down with the worker (the shipped systemd unit's
+    /// `KillMode=mixed`); servers that exit when stdin closes exit with the worker anyway.
+    pub parent_death_signal: bool,
 }
 
 /// Whether results of a tool are cached.
@@ -261,6 +267,7 @@ impl Default for ServerConfig {
             prespawn: 0,
             prespawn_max_age: Duration::from_secs(60),
             warm_idle: Duration::from_secs(60),
+            parent_death_signal: true,
         }
     }
 }

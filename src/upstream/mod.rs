@@ -82,6 +82,9 @@ struct ServerRuntime {
     pool: Option<Pool>,
     /// How long a warm child of a session is kept (zero: no warm starts; capped by the idle TTL).
     warm_idle: Duration,
+    /// The program run: resolved on the child's `PATH` once when started without a
+    /// parent-death signal (std uses `posix_spawn` only for a program given as a path).
+    program: String,
 }
 
 /// A value with `{credentials.PATH}` placeholders.
@@ -784,6 +787,13 @@ impl ServerRuntime {
         let hashed: BTreeMap<&str, &String> = config.env.iter().map(|(k, v)| (k.as_str(), v)).collect();
         let fingerprint = serde_json::json!({"command": config.command, "env": hashed});
         let config_hash = blake3::hash(fingerprint.to_string().as_bytes()).to_hex()[..16].to_string();
+        let program = config.command.first().cloned().unwrap_or_default();
+        let program = if config.parent_death_signal {
+            program
+        } else {
+            let path = fixed_env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_str());
+            resolve_program(&program, path)
+        };
         let pool = (config.prespawn > 0).then(|| Pool {
             idle: std::sync::Mutex::new(std::collections::VecDeque::new()),
             max_age: config.prespawn_max_age,
@@ -800,6 +810,7 @@ impl ServerRuntime {
             config_hash,
             pool,
             warm_idle: config.warm_idle,
+            program,
         }
     }
 
@@ -817,13 +828,31 @@ impl ServerRuntime {
             }
         }
         SpawnSpec {
-            program: self.config.command[0].clone(),
+            program: self.program.clone(),
             args: self.config.command[1..].to_vec(),
             env,
             label: self.label.clone(),
             max_stderr_lines: self.config.max_stderr_lines,
+            parent_death_signal: self.config.parent_death_signal,
         }
     }
+}
+
+/// `program` as a path: itself if it names one, else the first executable file of that name
+/// on `path`; unchanged when none is found (the spawn then fails as it would have).
+fn resolve_program(program: &str, path: Option<&str>) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    if program.contains('/') {
+        return program.to_string();
+    }
+    path.into_iter()
+        .flat_map(|p| p.split(':'))
+        .filter(|dir| !dir.is_empty())
+        .map(|dir| std::path::Path::new(dir).join(program))
+        .find(|candidate| {
+            std::fs::metadata(candidate).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+        .map_or_else(|| program.to_string(), |found| found.to_string_lossy().into_owned())
 }
 
 /// One spawned server and the conversation with it.

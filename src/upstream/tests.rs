@@ -277,3 +277,20 @@ async fn no_warm_starts_when_turned_off_or_after_drain() {
     assert_eq!(f.manager.warm_children().0, 0);
     no_children_left(&f).await;
 }
+
+#[test]
+fn programs_are_resolved_on_the_childs_path() {
+    assert_eq!(resolve_program("sh", Some("/nonexistent::/bin")), "/bin/sh");
+    assert_eq!(resolve_program("./local/server", Some("/bin")), "./local/server");
+    assert_eq!(resolve_program("no-such-program-here", Some("/bin")), "no-such-program-here");
+    assert_eq!(resolve_program("sh", None), "sh");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn children_started_without_a_parent_death_signal_work_the_same() {
+    let f = fixture("", "parent_death_signal = false");
+    let outcome = call(&f, Some("s"), "t", true).await.expect("call");
+    assert_eq!(said(&outcome).0, "t");
+    assert!(outcome.tools.is_some());
+    no_children_left(&f).await;
+}
