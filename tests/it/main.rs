@@ -10,3 +10,4 @@ mod ops;
 mod results;
 mod support;
 mod topologies;
+mod warm;
