@@ -14,10 +14,11 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::{ApiError, AppState};
+use crate::config::CacheMode;
 use crate::protocol::jsonrpc::json_string;
 use crate::results::{ToolPolicy, cache_field, canonical, is_error};
 use crate::session::{SessionId, SessionRecord, now_ms};
-use crate::upstream::{Client, Relay, UpstreamError};
+use crate::upstream::{Call, Client, Relay, UpstreamError};
 
 /// Longest wait for another worker's identical call before running it here.
 const SINGLE_FLIGHT_WAIT: Duration = Duration::from_secs(15);
@@ -175,25 +176,54 @@ pub async fn server_tools(
             break;
         }
     }
+    Ok(remember_tools(state, &key, tools).await)
+}
+
+/// Keeps a server's tool list (allow/deny already applied) here and in the store, for the fleet.
+async fn remember_tools(state: &AppState, key: &str, tools: Vec<Value>) -> Arc<Vec<Value>> {
     let text = Value::Array(tools.clone()).to_string();
-    if let Err(e) = state.store.put_shared(&key, &text, state.config.tools_cache_ttl).await {
+    if let Err(e) = state.store.put_shared(key, &text, state.config.tools_cache_ttl).await {
         tracing::warn!(error = %e, "could not cache the tool list");
     }
     let list = Arc::new(tools);
-    state.catalog.put(&key, list.clone());
-    Ok(list)
+    state.catalog.put(key, list.clone());
+    list
 }
 
-/// A server's tool list if this worker or the shared store knows it (never spawns).
-async fn known_tools(state: &AppState, server: &str) -> Option<Arc<Vec<Value>>> {
-    let key = tools_key(state, server, None);
-    if let Some(list) = state.catalog.get(&key, state.config.tools_cache_ttl) {
-        return Some(list);
+/// A server's tool list if this worker or the shared store knows it (never spawns): the
+/// one for these client capabilities, else the plain one (annotations do not depend on them).
+async fn known_tools(
+    state: &AppState,
+    server: &str,
+    capabilities: Option<&RawValue>,
+) -> Option<Arc<Vec<Value>>> {
+    let capabilities = capabilities.filter(|c| c.get().trim() != "{}");
+    let mut keys = vec![tools_key(state, server, None)];
+    if capabilities.is_some() {
+        keys.insert(0, tools_key(state, server, capabilities));
     }
-    let cached = state.store.get_shared(&key).await.ok().flatten()?;
-    let list = Arc::new(serde_json::from_str::<Vec<Value>>(&cached).ok()?);
-    state.catalog.put(&key, list.clone());
-    Some(list)
+    for key in &keys {
+        if let Some(list) = state.catalog.get(key, state.config.tools_cache_ttl) {
+            return Some(list);
+        }
+    }
+    for key in &keys {
+        if let Some(cached) = state.store.get_shared(key).await.ok().flatten()
+            && let Ok(list) = serde_json::from_str::<Vec<Value>>(&cached)
+        {
+            let list = Arc::new(list);
+            state.catalog.put(key, list.clone());
+            return Some(list);
+        }
+    }
+    None
+}
+
+/// The annotations of `tool` in a tool list.
+fn annotations_in(list: &[Value], tool: &str) -> Option<Value> {
+    list.iter()
+        .find(|t| t.get("name").and_then(Value::as_str) == Some(tool))
+        .and_then(|t| t.get("annotations").cloned())
 }
 
 /// The cache key of a server's tool list for a client-capabilities set.
@@ -309,23 +339,32 @@ async fn cached_call(
         .into());
     }
     let policy = state.policies.get(call.server, call.tool);
-    let annotations = known_tools(state, call.server)
-        .await
-        .and_then(|list| {
-            list.iter().find(|t| t.get("name").and_then(Value::as_str) == Some(call.tool)).cloned()
-        })
-        .and_then(|t| t.get("annotations").cloned());
-    let cacheable = call.use_cache && policy.is_some_and(|p| p.may_cache(annotations.as_ref()));
     let present =
         |raw: &str, cached: bool| policy.map_or_else(|| raw.to_string(), |p| p.present(raw, cached));
-    if !cacheable {
-        let record = super::routes::load_session(state, id).await?;
-        let credentials = super::routes::credentials(state, id, &record)?;
-        let outcome = state
-            .manager
-            .call(call.server, &credentials, client, "tools/call", Some(call.params), relay)
-            .await?;
-        return Ok((present(outcome.result.get(), false), false));
+    // Only an `auto` policy needs the tool's annotations, and only when the cache is used.
+    let auto = policy.is_some_and(|p| p.cache == CacheMode::Auto);
+    let known = if call.use_cache && auto {
+        known_tools(state, call.server, client.capabilities).await
+    } else {
+        None
+    };
+    let cacheable = match (policy, known) {
+        _ if !call.use_cache => Some(false),
+        (None, _) => Some(false),
+        (Some(p), Some(list)) => Some(p.may_cache(annotations_in(&list, call.tool).as_ref())),
+        (Some(p), None) if !auto => Some(p.may_cache(None)),
+        // `auto` and no list here or in the store: this call's child tells.
+        (Some(_), None) => None,
+    };
+    match cacheable {
+        Some(true) => {}
+        Some(false) => {
+            let record = super::routes::load_session(state, id).await?;
+            let credentials = super::routes::credentials(state, id, &record)?;
+            let outcome = run(state, id, call, &credentials, client, relay, false).await?;
+            return Ok((present(outcome.result.get(), false), false));
+        }
+        None => return learn_and_call(state, id, call, client, relay).await,
     }
     let field = cache_field(call.server, call.tool, call.arguments);
     let (record, cached) =
@@ -375,21 +414,95 @@ async fn run_and_store(
     relay: Option<&Relay>,
 ) -> Result<String, CallFailure> {
     let credentials = super::routes::credentials(state, id, record)?;
-    let outcome =
-        state.manager.call(call.server, &credentials, client, "tools/call", Some(call.params), relay).await?;
+    let outcome = run(state, id, call, &credentials, client, relay, false).await?;
     let raw = outcome.result.get().to_string();
-    if !is_error(&raw) {
-        let expires = now_ms().saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
-        let entry = format!("{expires}|{raw}");
-        let stored = state
-            .store
-            .cache_put(id, field, &entry, now_ms(), state.config.idle_ttl(), state.config.cache_budget_bytes)
-            .await;
-        if let Err(e) = stored {
-            tracing::warn!(error = %e, "could not cache a result");
+    store_result(state, id, field, ttl, &raw).await;
+    Ok(raw)
+}
+
+/// A call whose cache policy depends on a tool list nobody has yet: the child spawned for it
+/// also answers `tools/list`; the list is kept for the fleet, and this very result is cached
+/// if the tool qualifies. A cached entry (someone learnt the policy meanwhile) is served.
+async fn learn_and_call(
+    state: &AppState,
+    id: &SessionId,
+    call: &ToolCall<'_>,
+    client: Client<'_>,
+    relay: Option<&Relay>,
+) -> Result<(String, bool), CallFailure> {
+    let policy = state.policies.get(call.server, call.tool);
+    let present =
+        |raw: &str, cached: bool| policy.map_or_else(|| raw.to_string(), |p| p.present(raw, cached));
+    let field = cache_field(call.server, call.tool, call.arguments);
+    let (record, cached) =
+        match state.store.load_with_cache(id, now_ms(), state.config.idle_ttl(), &field).await {
+            Ok(Some(found)) => found,
+            Ok(None) => return Err(ApiError::session_not_found().into()),
+            Err(e) => return Err(ApiError::from(e).into()),
+        };
+    if let Some(hit) = cached.as_deref().and_then(fresh) {
+        state.metrics.cache("hit");
+        return Ok((present(hit, true), true));
+    }
+    state.metrics.cache("miss_policy_unknown");
+    let credentials = super::routes::credentials(state, id, &record)?;
+    let outcome = run(state, id, call, &credentials, client, relay, true).await?;
+    let raw = outcome.result.get().to_string();
+    if let Some(tools) = outcome.tools {
+        let tools: Vec<Value> = tools
+            .into_iter()
+            .filter(|t| t.get("name").and_then(Value::as_str).is_some_and(|n| allowed(state, call.server, n)))
+            .collect();
+        let capabilities = client.capabilities.filter(|c| c.get().trim() != "{}");
+        let list = remember_tools(state, &tools_key(state, call.server, capabilities), tools).await;
+        if let Some(policy) = policy
+            && policy.may_cache(annotations_in(&list, call.tool).as_ref())
+        {
+            store_result(state, id, &field, policy.cache_ttl, &raw).await;
         }
     }
-    Ok(raw)
+    Ok((present(&raw, false), false))
+}
+
+/// Runs `tools/call` for a session (a warm child of it if one is ready).
+async fn run(
+    state: &AppState,
+    id: &SessionId,
+    call: &ToolCall<'_>,
+    credentials: &Value,
+    client: Client<'_>,
+    relay: Option<&Relay>,
+    list_tools: bool,
+) -> Result<crate::upstream::Outcome, UpstreamError> {
+    state
+        .manager
+        .call_with(Call {
+            server: call.server,
+            credentials,
+            client,
+            method: "tools/call",
+            params: Some(call.params),
+            relay,
+            session: Some(id.as_str()),
+            list_tools,
+        })
+        .await
+}
+
+/// Caches a result (not an error result) for `ttl`.
+async fn store_result(state: &AppState, id: &SessionId, field: &str, ttl: Duration, raw: &str) {
+    if is_error(raw) {
+        return;
+    }
+    let expires = now_ms().saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
+    let entry = format!("{expires}|{raw}");
+    let stored = state
+        .store
+        .cache_put(id, field, &entry, now_ms(), state.config.idle_ttl(), state.config.cache_budget_bytes)
+        .await;
+    if let Err(e) = stored {
+        tracing::warn!(error = %e, "could not cache a result");
+    }
 }
 
 /// The result of a cache entry `expires|result` that has not expired.

@@ -174,6 +174,7 @@ pub(super) async fn delete(State(state): State<AppState>, headers: HeaderMap) ->
     };
     match state.store.delete(&id).await {
         Ok(_) => {
+            forget_everywhere(&state, &id).await;
             state.metrics.session("deleted");
             StatusCode::OK.into_response()
         }
@@ -380,8 +381,13 @@ async fn response(state: &AppState, session: &SessionId, message: &Envelope<'_>)
     StatusCode::ACCEPTED.into_response()
 }
 
-/// Handles a message published to this worker: a routed answer or a cancellation.
+/// Handles a message published to this worker: a routed answer, a cancellation, or a
+/// session that ended (its warm children go).
 pub fn on_published(state: &AppState, channel: &str, payload: &str) {
+    if channel.ends_with("channel:forget") {
+        state.manager.forget_tag(payload);
+        return;
+    }
     let Ok(message) = serde_json::from_str::<serde_json::Value>(payload) else { return };
     let session = message.get("session").and_then(|s| s.as_str()).unwrap_or("");
     if channel.ends_with("channel:cancel") {
@@ -520,8 +526,19 @@ async fn perform(
             Ok(super::calls::call_tool(state, session, &call, client, relay).await?.0)
         }
         Operation::Forward { server, method, params } => {
-            let outcome =
-                state.manager.call(&server, creds, client, &method, params.as_deref(), relay).await?;
+            let outcome = state
+                .manager
+                .call_with(crate::upstream::Call {
+                    server: &server,
+                    credentials: creds,
+                    client,
+                    method: &method,
+                    params: params.as_deref(),
+                    relay,
+                    session: Some(session.as_str()),
+                    list_tools: false,
+                })
+                .await?;
             Ok(outcome.result.get().to_string())
         }
     }
@@ -718,12 +735,23 @@ async fn batch(state: &AppState, headers: &HeaderMap, text: &str) -> Response {
     json(StatusCode::OK, format!("[{}]", answers.join(",")))
 }
 
-/// Routes published answers and cancellations to this worker's calls.
+/// A session ended (deleted here): its warm children go on this worker now and on every
+/// other worker through the store's pub/sub (the tag is a hash, never the session id).
+pub(super) async fn forget_everywhere(state: &AppState, id: &SessionId) {
+    state.manager.forget_session(id.as_str());
+    let tag = crate::upstream::McpManager::session_tag(id.as_str());
+    if let Err(e) = state.store.publish(&state.keys.channel("forget"), &tag).await {
+        tracing::warn!(error = %e, "could not tell the other workers that a session ended");
+    }
+}
+
+/// Routes published answers, cancellations and ended sessions to this worker.
 pub fn spawn_dispatcher(state: AppState) {
     let (tx, mut rx) = mpsc::channel::<(String, String)>(1024);
     let channels = vec![
         state.keys.channel(&format!("worker:{}", state.relay.worker_id())),
         state.keys.channel("cancel"),
+        state.keys.channel("forget"),
     ];
     state.store.subscribe(channels, tx);
     tokio::spawn(async move {

@@ -336,6 +336,7 @@ pub(super) async fn delete_session(
 ) -> Result<Response, ApiError> {
     let id = session_id(&headers, None)?;
     if state.store.delete(&id).await.map_err(ApiError::from)? {
+        super::mcp::forget_everywhere(&state, &id).await;
         state.metrics.session("deleted");
         Ok(json_response(StatusCode::OK, r#"{"deleted":true}"#.into()))
     } else {

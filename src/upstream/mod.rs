@@ -283,6 +283,20 @@ impl McpManager {
         self.retire(self.sessions.forget(&warm::session_hash(session)));
     }
 
+    /// What other workers are told when a session ends: the hash its warm children are kept
+    /// under (hex), never the session id itself.
+    pub fn session_tag(session: &str) -> String {
+        blake3::Hash::from_bytes(warm::session_hash(session)).to_hex().to_string()
+    }
+
+    /// [`McpManager::forget_session`] by a tag from [`McpManager::session_tag`] (from another
+    /// worker); anything else is ignored.
+    pub fn forget_tag(&self, tag: &str) {
+        if let Ok(hash) = blake3::Hash::from_hex(tag.trim()) {
+            self.retire(self.sessions.forget(hash.as_bytes()));
+        }
+    }
+
     /// Warm children held (ready and starting) and the resident memory of the ready ones.
     pub fn warm_children(&self) -> (usize, u64) {
         let counts = self.sessions.counts();
@@ -322,13 +336,15 @@ impl McpManager {
             .map_err(|_| UpstreamError::Saturated)
     }
 
-    /// Spawns and initialises a child (initialize → response → notifications/initialized).
+    /// Spawns and initialises a child (initialize → response → notifications/initialized);
+    /// `ahead`: a session's warm child, started before its request.
     async fn start(
         &self,
         runtime: &ServerRuntime,
         spec: &SpawnSpec,
         client: Client<'_>,
         permit: OwnedSemaphorePermit,
+        ahead: bool,
     ) -> Result<Warm, UpstreamError> {
         let started = Instant::now();
         let (child, stdout) = process::spawn(spec, runtime.config.shutdown_grace, permit, &self.reaper)
@@ -337,6 +353,9 @@ impl McpManager {
                 UpstreamError::Spawn(e)
             })?;
         self.metrics.spawned(&runtime.label);
+        if ahead {
+            self.metrics.warm_spawned(&runtime.label);
+        }
         let mut session = UpstreamSession {
             child,
             reader: LineReader::new(stdout, runtime.config.max_message_bytes),
@@ -448,7 +467,7 @@ impl McpManager {
             Some(warm) => warm,
             None => {
                 let started = match self.admit().await {
-                    Ok(permit) => self.start(runtime, &spec, call.client, permit).await,
+                    Ok(permit) => self.start(runtime, &spec, call.client, permit, false).await,
                     Err(e) => Err(e),
                 };
                 match started {
@@ -530,13 +549,12 @@ impl McpManager {
         let client =
             Client { capabilities: plan.capabilities.as_deref(), log_level: plan.log_level.as_deref() };
         let started = tokio::select! {
-            started = self.start(runtime, &plan.spec, client, permit) => started,
+            started = self.start(runtime, &plan.spec, client, permit, true) => started,
             // Forgotten or drained while starting: the half-started child is dropped, and so taken down.
             () = cancel.cancelled() => return,
         };
         match started {
             Ok(warm) => {
-                self.metrics.warm_spawned(&runtime.label);
                 let rss = warm.child.pid().map_or(0, warm::resident_bytes);
                 match self.sessions.fill(id, Box::new(warm), rss) {
                     Ok(evicted) => self.retire(evicted),
@@ -600,7 +618,7 @@ impl McpManager {
                 let Ok(permit) = self.slots.clone().try_acquire_owned() else { break };
                 pool.warming.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let spec = runtime.spawn_spec(&serde_json::Value::Null);
-                let started = self.start(runtime, &spec, Client::default(), permit).await;
+                let started = self.start(runtime, &spec, Client::default(), permit, false).await;
                 let ok = match started {
                     Ok(warm) => {
                         failures = 0;

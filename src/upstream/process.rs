@@ -260,7 +260,7 @@ async fn ladder(mut inner: Inner, abandon: Option<String>, kill_now: Cancellatio
         signal_group(inner.pgid, libc::SIGTERM);
         exited = wait_or(&mut inner.child, grace, &kill_now).await;
     }
-    if !exited {
+    if !exited && !kill_now.is_cancelled() {
         tracing::warn!(server = %inner.label, "MCP server ignored stdin close and SIGTERM; killing its group");
     }
     // Whatever is left of the group (grandchildren included) goes now.
