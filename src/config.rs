@@ -4,7 +4,9 @@
 //! Both sources are injected ([`Config::load`] takes the file text and an
 //! environment lookup), so tests never touch the process environment. This
 //! module does no I/O besides what its caller hands it and knows nothing of
-//! Redis, HTTP or processes.
+//! Redis, HTTP or processes. It imports no other module of the crate: the jq
+//! filters of `servers.*.tools.*` are compiled (and so checked) by
+//! `results::Policies::from_config`, which sits above it.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -32,6 +34,13 @@ pub const DEMO_TOKEN: &str = "demo";
 
 /// Name of the single server built from `SWITCHBOARD_MCP_COMMAND` or the demo default.
 pub const DEFAULT_SERVER: &str = "default";
+
+/// A check of the loaded config made by a module above this one: `Err` says what is wrong.
+pub type Check<'a> = &'a dyn Fn(&Config) -> Result<(), String>;
+
+/// A server command whose first word is this runs the switchboard binary itself
+/// (`["{switchboard}", "demo-server"]`), wherever it is installed and whatever PATH is.
+pub const SELF_COMMAND: &str = "{switchboard}";
 
 /// A configuration problem, reported before anything starts.
 #[derive(Debug, thiserror::Error)]
@@ -142,7 +151,9 @@ pub struct HttpConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
-    /// Program and arguments; run directly, never through a shell.
+    /// Program and arguments; run directly, never through a shell. A first word of
+    /// `{switchboard}` is the running switchboard binary (see [`SELF_COMMAND`]); any other
+    /// program is looked up on the worker's PATH unless the path is absolute.
     pub command: Vec<String>,
     /// Environment of the child: fixed values or templates such as `{credentials.token}`.
     pub env: BTreeMap<String, String>,
@@ -282,14 +293,34 @@ impl Config {
         env: &dyn Fn(&str) -> Option<String>,
         self_exe: &str,
     ) -> Result<Self, ConfigError> {
+        Self::load_checked(toml_text, env, self_exe, &[])
+    }
+
+    /// [`Config::load`], plus `checks` that need modules above this one (the secret key
+    /// decodes, the Redis URL parses, the jq filters compile). Every problem found is
+    /// reported at once, one per line, so a fix is never followed by the next surprise.
+    pub fn load_checked(
+        toml_text: Option<&str>,
+        env: &dyn Fn(&str) -> Option<String>,
+        self_exe: &str,
+        checks: &[Check<'_>],
+    ) -> Result<Self, ConfigError> {
         let mut config: Config = match toml_text {
             Some(text) => toml::from_str(text)?,
             None => Config::default(),
         };
         config.apply_env(env)?;
-        config.fill_defaults(self_exe)?;
-        config.validate()?;
-        Ok(config)
+        let mut problems = Vec::new();
+        if let Err(ConfigError::Invalid(problem)) = config.fill_defaults(self_exe) {
+            problems.push(problem);
+        }
+        problems.extend(config.problems());
+        problems.extend(checks.iter().filter_map(|check| check(&config).err()));
+        match problems.len() {
+            0 => Ok(config),
+            1 => Err(ConfigError::Invalid(problems.remove(0))),
+            n => Err(ConfigError::Invalid(format!("{n} problems:\n  - {}", problems.join("\n  - ")))),
+        }
     }
 
     fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
@@ -350,6 +381,11 @@ impl Config {
     }
 
     fn fill_defaults(&mut self, self_exe: &str) -> Result<(), ConfigError> {
+        for server in self.servers.values_mut() {
+            if let Some(first) = server.command.first_mut().filter(|w| *w == SELF_COMMAND) {
+                *first = self_exe.to_string();
+            }
+        }
         if self.servers.is_empty() {
             // The embedded default: the demo analytics server is this very binary.
             let mut demo = ServerConfig {
@@ -377,28 +413,30 @@ impl Config {
         Ok(())
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |m: String| Err(ConfigError::Invalid(m));
+    /// Everything wrong with the values, one sentence each.
+    fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let mut invalid = |m: String| problems.push(m);
         if self.idle_ttl_secs == 0 {
-            return invalid("idle_ttl_secs must be at least 1".into());
+            invalid("idle_ttl_secs must be at least 1".into());
         }
         if self.max_children == 0 {
-            return invalid("max_children must be at least 1".into());
+            invalid("max_children must be at least 1".into());
         }
         if self.key_prefix.contains(['{', '}']) {
-            return invalid("key_prefix must not contain `{` or `}` (they form Redis hash tags)".into());
+            invalid("key_prefix must not contain `{` or `}` (they form Redis hash tags)".into());
         }
         match self.auth_mode() {
             AuthMode::Static if self.auth.static_tokens.is_empty() => {
-                return invalid("auth mode static needs at least one token in auth.static_tokens".into());
+                invalid("auth mode static needs at least one token in auth.static_tokens".into());
             }
             AuthMode::Http if self.auth.url.is_none() => {
-                return invalid("auth mode http needs auth.url (SWITCHBOARD_AUTH_URL)".into());
+                invalid("auth mode http needs auth.url (SWITCHBOARD_AUTH_URL)".into());
             }
             _ => {}
         }
         if self.redis_url.is_some() && self.secret_key.is_none() {
-            return invalid(
+            invalid(
                 "a Redis URL is set but SWITCHBOARD_SECRET_KEY is not: sessions outlive this \
                  process, so credentials must be sealed with a key every worker shares \
                  (base64 of 32 random bytes, e.g. `head -c32 /dev/urandom | base64`)"
@@ -407,21 +445,17 @@ impl Config {
         }
         for (name, server) in &self.servers {
             if server.command.is_empty() {
-                return invalid(format!("servers.{name}: command is empty"));
-            }
-            for tool in server.tools.keys() {
-                crate::results::ToolPolicy::from_config(server, tool, self.cache_ttl)
-                    .map_err(|e| ConfigError::Invalid(format!("servers.{name}.tools.{e}")))?;
+                invalid(format!("servers.{name}: command is empty"));
             }
             if server.prespawn > 0 {
                 if server.env.values().any(|v| v.contains("{credentials.")) {
-                    return invalid(format!(
+                    invalid(format!(
                         "servers.{name}: prespawn needs an environment that does not depend on the \
                          session (its env maps credentials)"
                     ));
                 }
                 if server.prespawn >= self.max_children {
-                    return invalid(format!(
+                    invalid(format!(
                         "servers.{name}: prespawn ({}) must be below max_children ({}) so requests \
                          that cannot use a warm child still get a slot",
                         server.prespawn, self.max_children
@@ -429,12 +463,10 @@ impl Config {
                 }
             }
             if name.is_empty() || name.contains(['.', '{', '}', ' ']) {
-                return invalid(format!(
-                    "server name `{name}` must be non-empty without `.`, braces or spaces"
-                ));
+                invalid(format!("server name `{name}` must be non-empty without `.`, braces or spaces"));
             }
         }
-        Ok(())
+        problems
     }
 
     /// The auth mode in force (always set after [`Config::load`]).

@@ -4,7 +4,12 @@
 //! [`ToolPolicy`] whether a result may be cached and for how long, and shapes
 //! what the client sees with [`ToolPolicy::present`]; the full result is what
 //! is cached, the filter and the cap apply on the way out, to hits and misses alike.
+//!
+//! Sits above [`crate::config`] (it reads the per-tool settings); `config` never
+//! imports this module, so the jq filters of a config are compiled here, by
+//! [`Policies::from_config`], which `check-config` and worker start-up both run.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use jaq_core::load::{Arena, File, Loader};
@@ -12,7 +17,7 @@ use jaq_core::{Compiler, Ctx, Vars, data};
 use jaq_json::Val;
 use serde_json::Value;
 
-use crate::config::{CacheMode, ServerConfig};
+use crate::config::{CacheMode, Config, ServerConfig};
 
 /// A compiled jq filter from trusted config (never from clients: a recursive definition
 /// can exhaust the stack).
@@ -128,6 +133,36 @@ impl ToolPolicy {
             text = truncate(&value, text.len(), max);
         }
         text
+    }
+}
+
+/// Tool policies by server and tool, built once from config (every filter compiled).
+pub struct Policies {
+    tools: HashMap<(String, String), ToolPolicy>,
+    defaults: HashMap<String, ToolPolicy>,
+}
+
+impl Policies {
+    /// Compiles the policy of every configured tool; the error names the tool
+    /// (`servers.NAME.tools.TOOL: …`), for a start-up message.
+    pub fn from_config(config: &Config) -> Result<Self, String> {
+        let mut tools = HashMap::new();
+        let mut defaults = HashMap::new();
+        for (name, server) in &config.servers {
+            let invalid = |e: String| format!("servers.{name}.tools.{e}");
+            for tool in server.tools.keys() {
+                let policy = ToolPolicy::from_config(server, tool, config.cache_ttl).map_err(invalid)?;
+                tools.insert((name.clone(), tool.clone()), policy);
+            }
+            let default = ToolPolicy::from_config(server, "", config.cache_ttl).map_err(invalid)?;
+            defaults.insert(name.clone(), default);
+        }
+        Ok(Self { tools, defaults })
+    }
+
+    /// The policy of a tool, else its server's default; `None` for an unknown server.
+    pub fn get(&self, server: &str, tool: &str) -> Option<&ToolPolicy> {
+        self.tools.get(&(server.to_string(), tool.to_string())).or_else(|| self.defaults.get(server))
     }
 }
 

@@ -11,16 +11,16 @@
 //! duration by more than the setup and a bounded cleanup.
 //!
 //! Layout: `options` (what to run, CLI parsers), `scenario` (the requests of
-//! each scenario over the public HTTP contract), `sse` (pure SSE framing and
-//! JSON-RPC reply matching), `report` (tallies, percentiles, JSON and table).
+//! each scenario over the public HTTP contract), `reply` (pure JSON-RPC reply
+//! matching; SSE is decoded by [`crate::protocol::sse`]), `report` (tallies, percentiles, JSON and table).
 //!
 //! Must not: start or stop servers, read the environment, or depend on the
 //! worker's own modules: it measures what any client would see.
 
 mod options;
+mod reply;
 mod report;
 mod scenario;
-mod sse;
 #[cfg(test)]
 mod tests;
 

@@ -2,7 +2,8 @@
 //! untimed setup per task (a session, an MCP session, a cache warm-up), the
 //! timed request, and best-effort cleanup.
 //! Must not: share code or types with the worker: the bench sees only what a
-//! client sees. Bodies are built once per run, not per request.
+//! client sees (the protocol's names and framing come from [`crate::protocol`], as any
+//! client's would). Bodies are built once per run, not per request.
 
 use std::time::{Duration, Instant};
 
@@ -12,17 +13,10 @@ use serde::Deserialize;
 
 use super::BenchError;
 use super::options::{BenchOptions, Scenario};
+use super::reply::{RpcReply, find_reply};
 use super::report::{ErrorKind, Outcome};
-use super::sse::{RpcReply, SseDecoder, find_reply};
-
-/// The MCP protocol version offered in `initialize`.
-pub(crate) const MCP_PROTOCOL_VERSION: &str = "2025-11-25";
-/// Header carrying the session id, on the legacy routes and on `/mcp`.
-const SESSION_HEADER: &str = "mcp-session-id";
-/// Header carrying the negotiated MCP protocol version after `initialize`.
-const PROTOCOL_HEADER: &str = "mcp-protocol-version";
-/// `Accept` value the Streamable HTTP transport requires.
-const MCP_ACCEPT: &str = "application/json, text/event-stream";
+use crate::protocol::sse::SseDecoder;
+use crate::protocol::{ACCEPT_JSON_AND_SSE, EVENT_STREAM, LATEST_VERSION, SESSION_HEADER, VERSION_HEADER};
 /// How long to keep reading a response after its reply was found, so the
 /// connection can be reused; not part of the measured latency.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
@@ -132,7 +126,7 @@ impl Target {
             "id": id,
             "method": "initialize",
             "params": {
-                "protocolVersion": MCP_PROTOCOL_VERSION,
+                "protocolVersion": LATEST_VERSION,
                 "capabilities": {},
                 "clientInfo": { "name": "switchboard-bench", "version": env!("CARGO_PKG_VERSION") },
             },
@@ -157,7 +151,7 @@ impl Target {
             return Err(setup("initialize", format!("JSON-RPC error {}: {}", err.code, err.message)));
         }
         let negotiated =
-            reply.result.and_then(|r| r.protocol_version).unwrap_or_else(|| MCP_PROTOCOL_VERSION.to_owned());
+            reply.result.and_then(|r| r.protocol_version).unwrap_or_else(|| LATEST_VERSION.to_owned());
         let protocol = HeaderValue::from_str(&negotiated)
             .map_err(|_| setup("initialize", "protocol version is not a header value".into()))?;
         let initialized = Bytes::from_static(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
@@ -255,7 +249,7 @@ impl Target {
             TaskState::Mcp { session: Some(session), protocol, .. } => client
                 .delete(&self.mcp_url)
                 .header(AUTHORIZATION, self.authorization.clone())
-                .header(PROTOCOL_HEADER, protocol)
+                .header(VERSION_HEADER, protocol)
                 .header(SESSION_HEADER, session),
         };
         if let Ok(resp) = request.timeout(Duration::from_secs(5)).send().await {
@@ -273,13 +267,13 @@ impl Target {
         let mut request = client
             .post(&self.mcp_url)
             .header(CONTENT_TYPE, "application/json")
-            .header(ACCEPT, MCP_ACCEPT)
+            .header(ACCEPT, ACCEPT_JSON_AND_SSE)
             .header(AUTHORIZATION, self.authorization.clone());
         if let Some(session) = session {
             request = request.header(SESSION_HEADER, session.clone());
         }
         if let Some(protocol) = protocol {
-            request = request.header(PROTOCOL_HEADER, protocol.clone());
+            request = request.header(VERSION_HEADER, protocol.clone());
         }
         request.body(body)
     }
@@ -396,13 +390,13 @@ async fn read_rpc_reply_timed<T: serde::de::DeserializeOwned>(
         .headers()
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim_start().starts_with("text/event-stream"));
+        .is_some_and(|v| v.trim_start().starts_with(EVENT_STREAM));
     if !is_sse {
         let body = resp.bytes().await.map_err(|e| ErrorKind::from_reqwest(&e))?;
         *latency = started.elapsed();
         return Ok(find_reply(&body, id));
     }
-    let mut decoder = SseDecoder::default();
+    let mut decoder = SseDecoder::new();
     loop {
         let chunk = resp.chunk().await.map_err(|e| ErrorKind::from_reqwest(&e))?;
         let events = match &chunk {

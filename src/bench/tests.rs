@@ -1,55 +1,9 @@
 use std::time::Duration;
 
 use super::options::{BenchOptions, Scenario, parse_arguments, parse_duration};
+use super::reply::find_reply;
 use super::report::{BenchReport, ErrorKind, Outcome, Tally};
 use super::scenario::{Target, ToolResultFlag};
-use super::sse::{SseDecoder, SseEvent, find_reply};
-
-fn events(chunks: &[&str]) -> Vec<SseEvent> {
-    let mut decoder = SseDecoder::default();
-    let mut out = Vec::new();
-    for chunk in chunks {
-        out.extend(decoder.push(chunk.as_bytes()));
-    }
-    out.extend(decoder.finish());
-    out
-}
-
-fn data(chunks: &[&str]) -> Vec<String> {
-    events(chunks).into_iter().map(|e| e.data).collect()
-}
-
-#[test]
-fn sse_event_is_dispatched_on_blank_line() {
-    assert_eq!(
-        events(&["event: message\ndata: {\"id\":1}\n\n"]),
-        vec![SseEvent { event: "message".into(), data: "{\"id\":1}".into() }]
-    );
-}
-
-#[test]
-fn sse_survives_any_chunk_split_and_line_ending() {
-    let whole =
-        "id: 7\r\nevent: message\r\ndata: {\"a\":\r\ndata: 1}\r\n\r\n: keep-alive\n\ndata:x\r\rdata: y\n\n";
-    let expected = vec!["{\"a\":\n1}".to_owned(), "x".to_owned(), "y".to_owned()];
-    for split in 0..whole.len() {
-        let (a, b) = whole.split_at(split);
-        assert_eq!(data(&[a, b]), expected, "split at {split}");
-    }
-    let bytes: Vec<String> = whole.chars().map(String::from).collect();
-    let refs: Vec<&str> = bytes.iter().map(String::as_str).collect();
-    assert_eq!(data(&refs), expected, "byte by byte");
-}
-
-#[test]
-fn sse_ignores_comments_and_events_without_data() {
-    assert_eq!(data(&[": ping\n\nevent: x\n\nretry: 10\n\n"]), Vec::<String>::new());
-}
-
-#[test]
-fn sse_unterminated_last_event_is_kept() {
-    assert_eq!(data(&["data: last"]), vec!["last".to_owned()]);
-}
 
 fn outcome(text: &str, id: u64) -> Option<&'static str> {
     let reply = find_reply::<ToolResultFlag>(text.as_bytes(), id)?;

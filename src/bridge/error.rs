@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde_json::value::RawValue;
 
 use super::jsonrpc;
+use crate::protocol::jsonrpc::code;
 
 /// Fatal errors: the bridge cannot start or cannot talk to its host any more.
 #[derive(Debug, thiserror::Error)]
@@ -126,9 +127,9 @@ impl GatewayError {
         match self {
             Self::JsonRpc(raw) => jsonrpc::raw_error_line(Some(id), raw),
             Self::BadRequest { .. } => {
-                jsonrpc::error_line(Some(id), jsonrpc::INVALID_PARAMS, &self.user_message())
+                jsonrpc::error_line(Some(id), code::INVALID_PARAMS, &self.user_message())
             }
-            _ => jsonrpc::error_line(Some(id), jsonrpc::INTERNAL_ERROR, &self.user_message()),
+            _ => jsonrpc::error_line(Some(id), code::INTERNAL_ERROR, &self.user_message()),
         }
     }
 

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, BufReader};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -25,8 +25,10 @@ use super::error::{BridgeError, GatewayError};
 use super::jsonrpc::{self, Message, Outcome};
 use super::legacy::LegacyGateway;
 use super::mcp::{McpGateway, local_initialize_result};
-use super::stdio::{Line, LineReader, Outbox, spawn_writer};
+use super::stdio::{Outbox, spawn_writer};
 use super::{BridgeOptions, Transport};
+use crate::protocol::jsonrpc::code;
+use crate::protocol::lines::{Frame, read_message_async};
 
 /// Internal knobs with production defaults; tests shorten them.
 #[derive(Debug, Clone)]
@@ -55,17 +57,46 @@ impl Default for Tuning {
     }
 }
 
-enum Gateway {
-    Legacy(LegacyGateway),
-    Mcp(McpGateway),
+/// The host side of one transport: what the bridge does with each kind of host
+/// message. One implementation per gateway client, so each handler works on its own
+/// client type.
+trait GatewayClient: Sized + Send + Sync + 'static {
+    /// A host request other than `ping` (answered by the dispatcher for both).
+    fn on_request(host: &Arc<Host<Self>>, request: HostRequest) -> impl Future<Output = ()> + Send;
+
+    /// A host notification (cancellations are handled by the dispatcher first).
+    fn on_notification(host: &Arc<Host<Self>>, method: &str, line: Vec<u8>);
+
+    /// A host response (to a server→client request the bridge relayed, if any).
+    fn on_response(host: &Arc<Host<Self>>, id: Box<RawValue>, outcome: Outcome);
+
+    /// Ends the gateway session, best effort, bounded by `limit`.
+    fn close(&self, limit: Duration) -> impl Future<Output = ()> + Send;
 }
 
-struct Host {
-    gateway: Gateway,
+/// A request from the host, as read.
+struct HostRequest {
+    id: Box<RawValue>,
+    method: String,
+    params: Option<Box<RawValue>>,
+    /// The whole line, forwarded byte for byte in MCP mode.
+    line: Vec<u8>,
+}
+
+/// The dispatcher's state, shared by the reader and every request task.
+struct Host<G> {
+    /// The gateway client of the transport in use.
+    gateway: G,
+    /// Where answers go (the one stdout writer).
     outbox: Outbox,
+    /// Keep-alive period and bounds.
     tuning: Tuning,
+    /// Every spawned task, so EOF can wait for them (bounded).
     tracker: TaskTracker,
+    /// In-flight requests by id key: a task number (ids may be reused) and the token
+    /// that cancels the request.
     inflight: std::sync::Mutex<HashMap<String, (u64, CancellationToken)>>,
+    /// Numbers the tasks.
     next_task: AtomicU64,
 }
 
@@ -76,9 +107,35 @@ pub(crate) async fn serve(
     stdin: impl AsyncRead + Unpin + Send + 'static,
     stdout: impl AsyncWrite + Unpin + Send + 'static,
 ) -> Result<(), BridgeError> {
-    let gateway = build_gateway(&opts)?;
+    let url = checked_url(&opts)?;
+    let http = reqwest::Client::builder()
+        .connect_timeout(opts.request_timeout.min(Duration::from_secs(10)))
+        .build()
+        .map_err(BridgeError::HttpClient)?;
+    tracing::debug!(options = ?opts, "bridge ready");
+    match opts.transport {
+        Transport::Legacy => {
+            let gateway = LegacyGateway::new(http, url, opts.credentials.clone(), opts.request_timeout);
+            run_host(gateway, &opts, tuning, stdin, stdout).await
+        }
+        Transport::Mcp => {
+            let gateway = McpGateway::new(http, url, &opts.credentials, opts.request_timeout);
+            run_host(gateway, &opts, tuning, stdin, stdout).await
+        }
+    }
+}
+
+/// Reads stdin until EOF, then drains, closes the session and flushes stdout.
+async fn run_host<G: GatewayClient>(
+    gateway: G,
+    opts: &BridgeOptions,
+    tuning: Tuning,
+    stdin: impl AsyncRead + Unpin + Send + 'static,
+    stdout: impl AsyncWrite + Unpin + Send + 'static,
+) -> Result<(), BridgeError> {
     let drain = tuning.drain.unwrap_or(opts.request_timeout);
     let close = tuning.close;
+    let max_line = tuning.max_line;
     let (outbox, writer) = spawn_writer(stdout);
     let host = Arc::new(Host {
         gateway,
@@ -86,19 +143,19 @@ pub(crate) async fn serve(
         tracker: TaskTracker::new(),
         inflight: std::sync::Mutex::new(HashMap::new()),
         next_task: AtomicU64::new(0),
-        tuning: tuning.clone(),
+        tuning,
     });
-    tracing::debug!(options = ?opts, "bridge ready");
 
-    let mut reader = LineReader::new(stdin, tuning.max_line);
+    let mut stdin = BufReader::with_capacity(64 * 1024, stdin);
+    let mut line = Vec::new();
     let read_outcome = loop {
-        match reader.next_line().await {
-            Ok(Line::Eof) => break Ok(()),
-            Ok(Line::TooLong) => {
-                let message = format!("Invalid Request: message longer than {} bytes", tuning.max_line);
-                host.outbox.send(jsonrpc::error_line(None, jsonrpc::INVALID_REQUEST, &message)).await;
+        match read_message_async(&mut stdin, &mut line, max_line).await {
+            Ok(Frame::End) => break Ok(()),
+            Ok(Frame::TooLong) => {
+                let message = format!("Invalid Request: message longer than {max_line} bytes");
+                host.outbox.send(jsonrpc::error_line(None, code::INVALID_REQUEST, &message)).await;
             }
-            Ok(Line::Message(line)) => host.on_line(line).await,
+            Ok(Frame::Message) => host.on_line(std::mem::take(&mut line)).await,
             Err(e) => break Err(BridgeError::Stdin(e)),
         }
     };
@@ -116,10 +173,7 @@ pub(crate) async fn serve(
             tracing::warn!("some tasks did not stop in time");
         }
     }
-    match &host.gateway {
-        Gateway::Legacy(g) => g.close(close).await,
-        Gateway::Mcp(g) => g.close(close).await,
-    }
+    host.gateway.close(close).await;
     drop(host);
     let written = match tokio::time::timeout(close, writer).await {
         Ok(Ok(result)) => result.map_err(BridgeError::Stdout),
@@ -130,7 +184,8 @@ pub(crate) async fn serve(
     written
 }
 
-fn build_gateway(opts: &BridgeOptions) -> Result<Gateway, BridgeError> {
+/// The gateway URL, trimmed, once it is known to be usable.
+fn checked_url(opts: &BridgeOptions) -> Result<&str, BridgeError> {
     let url = opts.url.trim();
     let invalid = |reason| BridgeError::InvalidUrl { url: opts.url.clone(), reason };
     let rest = url
@@ -143,16 +198,7 @@ fn build_gateway(opts: &BridgeOptions) -> Result<Gateway, BridgeError> {
     if url.contains(['?', '#']) {
         return Err(invalid("must not have a query or fragment"));
     }
-    let http = reqwest::Client::builder()
-        .connect_timeout(opts.request_timeout.min(Duration::from_secs(10)))
-        .build()
-        .map_err(BridgeError::HttpClient)?;
-    Ok(match opts.transport {
-        Transport::Legacy => {
-            Gateway::Legacy(LegacyGateway::new(http, url, opts.credentials.clone(), opts.request_timeout))
-        }
-        Transport::Mcp => Gateway::Mcp(McpGateway::new(http, url, &opts.credentials, opts.request_timeout)),
-    })
+    Ok(url)
 }
 
 #[derive(Deserialize)]
@@ -185,7 +231,7 @@ struct CancelledParams {
     request_id: Box<RawValue>,
 }
 
-impl Host {
+impl<G: GatewayClient> Host<G> {
     async fn on_line(self: &Arc<Self>, line: Vec<u8>) {
         if line.iter().all(u8::is_ascii_whitespace) {
             return;
@@ -195,128 +241,135 @@ impl Host {
                 tracing::debug!(?failure, "bad line from the host");
                 self.outbox.send(failure.to_error_line()).await;
             }
+            Ok(Message::Request { id, method, .. }) if method == "ping" => {
+                tracing::debug!(method, id = id.get(), "request from the host");
+                self.outbox.send(jsonrpc::result_line(&id, "{}")).await;
+            }
             Ok(Message::Request { id, method, params }) => {
-                self.on_request(id, method, params, line).await;
+                tracing::debug!(method, id = id.get(), "request from the host");
+                G::on_request(self, HostRequest { id, method, params, line }).await;
             }
             Ok(Message::Notification { method, params }) => {
-                self.on_notification(&method, params.as_deref(), line);
+                if method == "notifications/cancelled" {
+                    self.cancel(params.as_deref());
+                }
+                G::on_notification(self, &method, line);
             }
-            Ok(Message::Response { id, outcome }) => self.on_response(id, outcome),
+            Ok(Message::Response { id, outcome }) => G::on_response(self, id, outcome),
         }
     }
 
-    async fn on_request(
-        self: &Arc<Self>,
-        id: Box<RawValue>,
-        method: String,
-        params: Option<Box<RawValue>>,
-        line: Vec<u8>,
-    ) {
-        tracing::debug!(method, id = id.get(), "request from the host");
-        match (method.as_str(), &self.gateway) {
-            ("ping", _) => self.outbox.send(jsonrpc::result_line(&id, "{}")).await,
-            ("initialize", Gateway::Legacy(gateway)) => {
+    /// `notifications/cancelled`: drops the request's task, so no response is sent.
+    fn cancel(&self, params: Option<&RawValue>) {
+        let request_id = params
+            .and_then(|p| serde_json::from_str::<CancelledParams>(p.get()).ok())
+            .map(|p| jsonrpc::id_key(&p.request_id));
+        let Some(key) = request_id else {
+            return;
+        };
+        let entry = self.inflight.lock().ok().and_then(|mut m| m.remove(&key));
+        match entry {
+            Some((_, token)) => {
+                tracing::debug!(request = key, "host cancelled a request");
+                token.cancel();
+            }
+            None => tracing::debug!(request = key, "cancellation for no in-flight request"),
+        }
+    }
+
+    /// Runs a request's work in its own task, cancellable by request id.
+    fn spawn_request(self: &Arc<Self>, key: String, work: impl Future<Output = ()> + Send + 'static) {
+        let seq = self.next_task.fetch_add(1, Ordering::Relaxed);
+        let token = CancellationToken::new();
+        if let Ok(mut inflight) = self.inflight.lock() {
+            inflight.insert(key.clone(), (seq, token.clone()));
+        }
+        let host = Arc::clone(self);
+        self.tracker.spawn(async move {
+            tokio::select! {
+                _ = token.cancelled() => {}
+                _ = work => {}
+            }
+            if let Ok(mut inflight) = host.inflight.lock()
+                && inflight.get(&key).is_some_and(|(s, _)| *s == seq)
+            {
+                inflight.remove(&key);
+            }
+        });
+    }
+}
+
+/// Legacy: `initialize` is answered locally; `tools/list` and `tools/call` go to the
+/// JSON routes; nothing else exists.
+impl GatewayClient for LegacyGateway {
+    async fn on_request(host: &Arc<Host<Self>>, request: HostRequest) {
+        let HostRequest { id, method, params, .. } = request;
+        match method.as_str() {
+            "initialize" => {
                 let params =
                     params.as_deref().and_then(|p| serde_json::from_str::<InitializeParams>(p.get()).ok());
                 if let Some(info) = params.as_ref().and_then(|p| p.client_info.as_ref()) {
-                    gateway.set_client_info(info);
+                    host.gateway.set_client_info(info);
                 }
                 let requested = params.as_ref().and_then(|p| p.protocol_version.as_deref());
                 let result = local_initialize_result(requested, false);
-                self.outbox.send(jsonrpc::result_line(&id, &result.to_string())).await;
+                host.outbox.send(jsonrpc::result_line(&id, &result.to_string())).await;
             }
-            ("initialize", Gateway::Mcp(gateway)) => {
-                // Take the session lock now, in reading order, so that every
-                // later request waits for this initialize to finish.
-                let guard = gateway.begin_initialize(params.as_deref()).await;
-                let host = Arc::clone(self);
-                self.spawn_request(jsonrpc::id_key(&id), async move {
-                    let Gateway::Mcp(gateway) = &host.gateway else {
-                        return;
-                    };
-                    let answer = gateway.initialize(guard, &id, &line, &host.outbox).await;
-                    host.outbox.send(answer).await;
-                });
-            }
-            ("tools/list", Gateway::Legacy(_)) => {
-                let host = Arc::clone(self);
-                self.spawn_request(jsonrpc::id_key(&id), async move {
-                    let Gateway::Legacy(gateway) = &host.gateway else {
-                        return;
-                    };
-                    let answer = match gateway.list_tools().await {
+            "tools/list" => {
+                let task = Arc::clone(host);
+                host.spawn_request(jsonrpc::id_key(&id), async move {
+                    let answer = match task.gateway.list_tools().await {
                         Ok(body) => jsonrpc::result_line(&id, &String::from_utf8_lossy(&body)),
                         Err(e) => e.to_error_line(&id),
                     };
-                    host.outbox.send(answer).await;
+                    task.outbox.send(answer).await;
                 });
             }
-            ("tools/call", Gateway::Legacy(_)) => {
-                let host = Arc::clone(self);
-                self.spawn_request(jsonrpc::id_key(&id), async move {
-                    let answer = host.legacy_call(&id, params.as_deref()).await;
-                    host.outbox.send(answer).await;
+            "tools/call" => {
+                let task = Arc::clone(host);
+                host.spawn_request(jsonrpc::id_key(&id), async move {
+                    let answer = task.legacy_call(&id, params.as_deref()).await;
+                    task.outbox.send(answer).await;
                 });
             }
-            (_, Gateway::Legacy(_)) => {
+            _ => {
                 let message = format!("Method not found: {method}");
-                self.outbox.send(jsonrpc::error_line(Some(&id), jsonrpc::METHOD_NOT_FOUND, &message)).await;
-            }
-            (_, Gateway::Mcp(_)) => {
-                let host = Arc::clone(self);
-                self.spawn_request(jsonrpc::id_key(&id), async move {
-                    let Gateway::Mcp(gateway) = &host.gateway else {
-                        return;
-                    };
-                    let answer = match gateway.forward(&line, &id, &host.outbox).await {
-                        Ok(outcome) => jsonrpc::response_line(&id, &outcome),
-                        Err(e) if method == "tools/call" && !e.is_protocol_error() => {
-                            e.to_tool_error_line(&id)
-                        }
-                        Err(e) => e.to_error_line(&id),
-                    };
-                    host.outbox.send(answer).await;
-                });
+                host.outbox.send(jsonrpc::error_line(Some(&id), code::METHOD_NOT_FOUND, &message)).await;
             }
         }
     }
 
+    fn on_notification(_host: &Arc<Host<Self>>, method: &str, _line: Vec<u8>) {
+        tracing::trace!(method, "notification handled locally");
+    }
+
+    fn on_response(_host: &Arc<Host<Self>>, id: Box<RawValue>, _outcome: Outcome) {
+        tracing::debug!(id = id.get(), "ignoring an unsolicited response");
+    }
+
+    async fn close(&self, limit: Duration) {
+        LegacyGateway::close(self, limit).await;
+    }
+}
+
+impl Host<LegacyGateway> {
     /// Legacy `tools/call`: `/call-tool`, with keep-alive progress while it runs.
     async fn legacy_call(&self, id: &RawValue, params: Option<&RawValue>) -> String {
-        let Gateway::Legacy(gateway) = &self.gateway else {
-            return jsonrpc::error_line(Some(id), jsonrpc::INTERNAL_ERROR, "wrong transport");
-        };
-        let parsed = params.map(|p| serde_json::from_str::<CallToolParams<'_>>(p.get()));
-        let params = match parsed {
+        let invalid = |message: &str| jsonrpc::error_line(Some(id), code::INVALID_PARAMS, message);
+        let params = match params.map(|p| serde_json::from_str::<CallToolParams<'_>>(p.get())) {
             Some(Ok(p)) => p,
-            Some(Err(e)) => {
-                return jsonrpc::error_line(
-                    Some(id),
-                    jsonrpc::INVALID_PARAMS,
-                    &format!("Invalid params: {e}"),
-                );
-            }
-            None => {
-                return jsonrpc::error_line(Some(id), jsonrpc::INVALID_PARAMS, "Invalid params: missing");
-            }
+            Some(Err(e)) => return invalid(&format!("Invalid params: {e}")),
+            None => return invalid("Invalid params: missing"),
         };
         let Some(name) = params.name.as_deref() else {
-            return jsonrpc::error_line(
-                Some(id),
-                jsonrpc::INVALID_PARAMS,
-                "Invalid params: missing tool name",
-            );
+            return invalid("Invalid params: missing tool name");
         };
         if params.arguments.is_some_and(|a| !a.get().trim_start().starts_with(['{', 'n'])) {
-            return jsonrpc::error_line(
-                Some(id),
-                jsonrpc::INVALID_PARAMS,
-                "Invalid params: arguments must be an object",
-            );
+            return invalid("Invalid params: arguments must be an object");
         }
         let arguments = params.arguments.filter(|a| a.get().trim() != "null");
         let token = params.meta.and_then(|m| m.progress_token);
-        let call = gateway.call_tool(name, arguments);
+        let call = self.gateway.call_tool(name, arguments);
         let outcome = match token {
             Some(token) => self.with_keepalive(&token, call).await,
             None => call.await,
@@ -360,74 +413,56 @@ impl Host {
             }
         }
     }
+}
 
-    fn on_notification(self: &Arc<Self>, method: &str, params: Option<&RawValue>, line: Vec<u8>) {
-        if method == "notifications/cancelled" {
-            let request_id = params
-                .and_then(|p| serde_json::from_str::<CancelledParams>(p.get()).ok())
-                .map(|p| jsonrpc::id_key(&p.request_id));
-            if let Some(key) = request_id {
-                let entry = self.inflight.lock().ok().and_then(|mut m| m.remove(&key));
-                match entry {
-                    Some((_, token)) => {
-                        tracing::debug!(request = key, "host cancelled a request");
-                        token.cancel();
-                    }
-                    None => tracing::debug!(request = key, "cancellation for no in-flight request"),
-                }
-            }
+/// MCP: every request, `initialize` included, is relayed to the gateway; so are
+/// notifications (but `initialized`, which the bridge sends itself) and the host's
+/// answers to server→client requests.
+impl GatewayClient for McpGateway {
+    async fn on_request(host: &Arc<Host<Self>>, request: HostRequest) {
+        let HostRequest { id, method, params, line } = request;
+        let task = Arc::clone(host);
+        if method == "initialize" {
+            // Take the session lock now, in reading order, so that every
+            // later request waits for this initialize to finish.
+            let guard = host.gateway.begin_initialize(params.as_deref()).await;
+            host.spawn_request(jsonrpc::id_key(&id), async move {
+                let answer = task.gateway.initialize(guard, &id, &line, &task.outbox).await;
+                task.outbox.send(answer).await;
+            });
+            return;
         }
-        match &self.gateway {
-            // `notifications/initialized` is sent by the bridge itself right
-            // after the gateway's initialize; everything else is relayed.
-            Gateway::Mcp(_) if method != "notifications/initialized" => {
-                let host = Arc::clone(self);
-                self.tracker.spawn(async move {
-                    if let Gateway::Mcp(gateway) = &host.gateway {
-                        gateway.notify(&line).await;
-                    }
-                });
-            }
-            _ => tracing::trace!(method, "notification handled locally"),
-        }
+        host.spawn_request(jsonrpc::id_key(&id), async move {
+            let answer = match task.gateway.forward(&line, &id, &task.outbox).await {
+                Ok(outcome) => jsonrpc::response_line(&id, &outcome),
+                Err(e) if method == "tools/call" && !e.is_protocol_error() => e.to_tool_error_line(&id),
+                Err(e) => e.to_error_line(&id),
+            };
+            task.outbox.send(answer).await;
+        });
     }
 
-    fn on_response(self: &Arc<Self>, id: Box<RawValue>, outcome: Outcome) {
-        match &self.gateway {
-            Gateway::Mcp(_) => {
-                let host = Arc::clone(self);
-                self.tracker.spawn(async move {
-                    if let Gateway::Mcp(gateway) = &host.gateway
-                        && !gateway.relay_response(&id, &outcome).await
-                    {
-                        tracing::debug!(id = id.get(), "ignoring an unsolicited response");
-                    }
-                });
-            }
-            Gateway::Legacy(_) => {
-                tracing::debug!(id = id.get(), "ignoring an unsolicited response")
-            }
+    fn on_notification(host: &Arc<Host<Self>>, method: &str, line: Vec<u8>) {
+        // `notifications/initialized` is sent by the bridge itself right
+        // after the gateway's initialize; everything else is relayed.
+        if method == "notifications/initialized" {
+            tracing::trace!(method, "notification handled locally");
+            return;
         }
+        let task = Arc::clone(host);
+        host.tracker.spawn(async move { task.gateway.notify(&line).await });
     }
 
-    /// Runs a request's work in its own task, cancellable by request id.
-    fn spawn_request(self: &Arc<Self>, key: String, work: impl Future<Output = ()> + Send + 'static) {
-        let seq = self.next_task.fetch_add(1, Ordering::Relaxed);
-        let token = CancellationToken::new();
-        if let Ok(mut inflight) = self.inflight.lock() {
-            inflight.insert(key.clone(), (seq, token.clone()));
-        }
-        let host = Arc::clone(self);
-        self.tracker.spawn(async move {
-            tokio::select! {
-                _ = token.cancelled() => {}
-                _ = work => {}
-            }
-            if let Ok(mut inflight) = host.inflight.lock()
-                && inflight.get(&key).is_some_and(|(s, _)| *s == seq)
-            {
-                inflight.remove(&key);
+    fn on_response(host: &Arc<Host<Self>>, id: Box<RawValue>, outcome: Outcome) {
+        let task = Arc::clone(host);
+        host.tracker.spawn(async move {
+            if !task.gateway.relay_response(&id, &outcome).await {
+                tracing::debug!(id = id.get(), "ignoring an unsolicited response");
             }
         });
+    }
+
+    async fn close(&self, limit: Duration) {
+        McpGateway::close(self, limit).await;
     }
 }

@@ -1,19 +1,17 @@
 //! PURE: the JSON-RPC 2.0 envelope as the bridge sees it. Parsing keeps the id,
 //! params, result and error as raw JSON ([`RawValue`]) so nothing the bridge does
 //! not interpret is ever re-serialized; building produces one-line strings ready
-//! for stdout or an HTTP body. No I/O, no tokio.
+//! for stdout or an HTTP body (with [`crate::protocol::jsonrpc`]'s builders, made
+//! single-line). No I/O, no tokio.
 
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
+use crate::protocol::jsonrpc::code::{INVALID_REQUEST, PARSE_ERROR};
+use crate::protocol::jsonrpc::{error_response, notification, raw_error_response, request, response};
+
 #[cfg(test)]
 mod tests;
-
-pub(crate) const PARSE_ERROR: i64 = -32700;
-pub(crate) const INVALID_REQUEST: i64 = -32600;
-pub(crate) const METHOD_NOT_FOUND: i64 = -32601;
-pub(crate) const INVALID_PARAMS: i64 = -32602;
-pub(crate) const INTERNAL_ERROR: i64 = -32603;
 
 /// One message from the other side, classified.
 #[derive(Debug)]
@@ -163,36 +161,25 @@ pub(crate) fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
 
 /// `{"jsonrpc":"2.0","id":ID,"result":RESULT}` with RESULT raw JSON text.
 pub(crate) fn result_line(id: &RawValue, result: &str) -> String {
-    let line = format!(r#"{{"jsonrpc":"2.0","id":{},"result":{}}}"#, id.get(), result.trim());
-    one_line(&line).into_owned()
+    one_line(&response(id.get(), result.trim())).into_owned()
 }
 
 /// A JSON-RPC error response; `id` `None` becomes `null`.
 pub(crate) fn error_line(id: Option<&RawValue>, code: i64, message: &str) -> String {
-    let error = serde_json::json!({"code": code, "message": message}).to_string();
-    let id = id.map_or("null", RawValue::get);
-    format!(r#"{{"jsonrpc":"2.0","id":{id},"error":{error}}}"#)
+    error_response(id.map_or("null", RawValue::get), code, message)
 }
 
 /// A JSON-RPC error response whose error object is passed through raw.
 pub(crate) fn raw_error_line(id: Option<&RawValue>, error: &RawValue) -> String {
-    let id = id.map_or("null", RawValue::get);
-    let line = format!(r#"{{"jsonrpc":"2.0","id":{id},"error":{}}}"#, error.get().trim());
-    one_line(&line).into_owned()
+    one_line(&raw_error_response(id.map_or("null", RawValue::get), error.get().trim())).into_owned()
 }
 
 /// A request or notification line with raw params (`id` `None`: notification).
 pub(crate) fn request_line(id: Option<&str>, method: &str, params: Option<&RawValue>) -> String {
-    let method = serde_json::Value::String(method.to_owned()).to_string();
-    let mut line = String::from(r#"{"jsonrpc":"2.0","#);
-    if let Some(id) = id {
-        line.push_str(&format!(r#""id":{id},"#));
-    }
-    line.push_str(&format!(r#""method":{method}"#));
-    if let Some(params) = params {
-        line.push_str(&format!(r#","params":{}"#, params.get().trim()));
-    }
-    line.push('}');
+    let line = match id {
+        Some(id) => request(id, method, params),
+        None => notification(method, params),
+    };
     one_line(&line).into_owned()
 }
 

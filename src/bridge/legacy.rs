@@ -1,39 +1,18 @@
 //! Client of the worker's JSON API (the `legacy` transport): `POST /init`,
 //! `GET /tools`, `POST /call-tool`, `DELETE /session`.
 //!
-//! The session is opened lazily, once for all concurrent callers (the session
-//! lock is held across `/init`), and renewed on a 404: a 404 means the session is
-//! unknown or expired and the call never ran, so the call is retried exactly once
-//! on the new session. Tool arguments and results stay raw JSON.
+//! The session (its id) is opened with `/init` and renewed on a 404 as
+//! [`super::session`] says. Tool arguments and results stay raw JSON.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use tokio::sync::Mutex;
 
 use super::error::{GatewayError, from_reqwest};
-
-const SESSION_HEADER: &str = "Mcp-Session-Id";
-
-/// The open gateway session, with a generation number so that concurrent
-/// callers who all saw the same 404 renew it only once.
-#[derive(Debug, Clone)]
-struct Session {
-    id: String,
-    generation: u64,
-}
-
-#[derive(Debug, Default)]
-struct SessionSlot {
-    current: Option<Session>,
-    generation: u64,
-    /// The outcome of the latest failed `/init`, numbered, so that callers who
-    /// queued behind it fail at once instead of each waiting out a timeout.
-    last_failure: Option<(u64, GatewayError)>,
-}
+use super::session::{Failure, GatewaySession};
+use crate::protocol::SESSION_HEADER;
 
 /// What a session route is asked to do.
 enum Op<'a> {
@@ -42,15 +21,18 @@ enum Op<'a> {
 }
 
 pub(crate) struct LegacyGateway {
+    /// The HTTP client, shared by every call.
     http: reqwest::Client,
+    /// The gateway's base URL, without a trailing `/`.
     base: String,
+    /// The user's credentials, sent to `/init`.
     credentials: serde_json::Value,
+    /// Bound on every HTTP call.
     timeout: Duration,
     /// clientInfo reported by the host's `initialize`, sent to `/init`.
     client: std::sync::Mutex<serde_json::Value>,
-    session: Mutex<SessionSlot>,
-    /// Number of `/init` attempts finished so far (read before queueing for the lock).
-    init_attempts: AtomicU64,
+    /// The session id, opened by `/init`.
+    session: GatewaySession<String>,
 }
 
 #[derive(Deserialize)]
@@ -97,8 +79,7 @@ impl LegacyGateway {
                 "name": "switchboard-bridge",
                 "version": env!("CARGO_PKG_VERSION"),
             })),
-            session: Mutex::new(SessionSlot::default()),
-            init_attempts: AtomicU64::new(0),
+            session: GatewaySession::new(),
         }
     }
 
@@ -146,13 +127,13 @@ impl LegacyGateway {
 
     /// Ends the session (`DELETE /session`), best effort, bounded by `limit`.
     pub(crate) async fn close(&self, limit: Duration) {
-        let Some(session) = self.session.lock().await.current.take() else {
+        let Some(session) = self.session.lock().await.take() else {
             return;
         };
         let request = self
             .http
             .delete(format!("{}/session", self.base))
-            .header(SESSION_HEADER, &session.id)
+            .header(SESSION_HEADER, &session)
             .timeout(limit)
             .send();
         match request.await {
@@ -164,52 +145,7 @@ impl LegacyGateway {
     }
 
     async fn with_session(&self, op: &Op<'_>) -> Result<Bytes, GatewayError> {
-        let session = self.session(None).await?;
-        match self.send(op, &session.id).await {
-            Err(Failure::SessionGone(message)) => {
-                tracing::info!(message, "gateway session expired; opening a new one and retrying once");
-                let renewed = self.session(Some(session.generation)).await?;
-                match self.send(op, &renewed.id).await {
-                    Ok(body) => Ok(body),
-                    Err(Failure::SessionGone(message)) => Err(GatewayError::SessionLost { message }),
-                    Err(Failure::Other(e)) => Err(e),
-                }
-            }
-            Ok(body) => Ok(body),
-            Err(Failure::Other(e)) => Err(e),
-        }
-    }
-
-    /// The current session, opening one if there is none, or replacing the one
-    /// of generation `stale` (unless someone already did).
-    async fn session(&self, stale: Option<u64>) -> Result<Session, GatewayError> {
-        let seen = self.init_attempts.load(Ordering::Acquire);
-        let mut slot = self.session.lock().await;
-        if let Some(current) = &slot.current
-            && stale != Some(current.generation)
-        {
-            return Ok(current.clone());
-        }
-        if let Some((attempt, failure)) = &slot.last_failure
-            && *attempt > seen
-        {
-            return Err(failure.clone());
-        }
-        slot.current = None;
-        let outcome = self.init().await;
-        let attempt = self.init_attempts.fetch_add(1, Ordering::AcqRel) + 1;
-        let id = match outcome {
-            Ok(id) => id,
-            Err(e) => {
-                slot.last_failure = Some((attempt, e.clone()));
-                return Err(e);
-            }
-        };
-        slot.last_failure = None;
-        slot.generation += 1;
-        let session = Session { id, generation: slot.generation };
-        slot.current = Some(session.clone());
-        Ok(session)
+        self.session.with_renewal(|| self.init(), |id: String| async move { self.send(op, &id).await }).await
     }
 
     async fn init(&self) -> Result<String, GatewayError> {
@@ -284,10 +220,4 @@ impl LegacyGateway {
             _ => GatewayError::Status { status, code: detail.code, message, retry_after },
         }))
     }
-}
-
-/// `read`'s result before the retry policy is applied.
-enum Failure {
-    SessionGone(String),
-    Other(GatewayError),
 }

@@ -8,48 +8,39 @@
 //! `initialize` are sent on every later request; a 404 on a request carrying the
 //! session id means the session is gone and the call never ran, so the bridge
 //! initializes again (replaying the host's `initialize` parameters) and retries
-//! once. It does not open the optional standalone GET stream.
+//! once, as [`super::session`] says. It does not open the optional standalone GET
+//! stream.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use tokio::sync::{Mutex, OwnedMutexGuard};
+use tokio::sync::OwnedMutexGuard;
 
 use super::error::{GatewayError, from_reqwest};
 use super::jsonrpc::{self, Message, Outcome};
-use super::sse::SseParser;
+use super::session::{Failure, GatewaySession, Slot};
 use super::stdio::Outbox;
+use crate::protocol::sse::SseDecoder;
+use crate::protocol::{
+    ACCEPT_JSON_AND_SSE, EVENT_STREAM, LAST_EVENT_ID_HEADER, LATEST_VERSION, SESSION_HEADER, STDIO_VERSIONS,
+    VERSION_HEADER, negotiate,
+};
 
-/// Protocol versions the bridge can relay (newest first).
-pub(crate) const SUPPORTED_VERSIONS: [&str; 4] = ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
 /// Reconnection delay when the server sent no `retry` field.
 const DEFAULT_RETRY: Duration = Duration::from_secs(1);
 /// Consecutive resumptions without a single message before giving up.
 const MAX_RESUMES: u32 = 5;
-const SESSION_HEADER: &str = "Mcp-Session-Id";
-const VERSION_HEADER: &str = "MCP-Protocol-Version";
-const ACCEPT_BOTH: &str = "application/json, text/event-stream";
 
 /// The gateway session as negotiated by `initialize`.
 #[derive(Debug, Clone)]
 pub(crate) struct Upstream {
     /// `None` for a stateless server that issues no session id.
     session_id: Option<String>,
+    /// The negotiated version, sent as `MCP-Protocol-Version`.
     protocol_version: Option<String>,
-    generation: u64,
-}
-
-/// Guarded by one async lock: held across `initialize`, so requests queue behind
-/// it and a 404 renews the session once for all concurrent callers.
-#[derive(Debug, Default)]
-pub(crate) struct SessionSlot {
-    current: Option<Upstream>,
-    generation: u64,
-    last_failure: Option<(u64, GatewayError)>,
 }
 
 /// A server→client request relayed to the host under a bridge-chosen id.
@@ -64,25 +55,12 @@ pub(crate) struct McpGateway {
     bearer: Option<String>,
     no_credentials: bool,
     timeout: Duration,
-    session: Arc<Mutex<SessionSlot>>,
-    init_attempts: AtomicU64,
+    /// The gateway session; its lock is held across `initialize`.
+    session: GatewaySession<Upstream>,
     /// The host's `initialize` params, replayed when the bridge (re)initializes.
     host_init: std::sync::Mutex<Option<Box<RawValue>>>,
     next_id: AtomicU64,
     pending: std::sync::Mutex<HashMap<String, PendingServerRequest>>,
-}
-
-/// What one POST produced.
-enum Failure {
-    /// 404 on a request that carried a session id.
-    SessionGone(String),
-    Other(GatewayError),
-}
-
-impl From<GatewayError> for Failure {
-    fn from(e: GatewayError) -> Self {
-        Self::Other(e)
-    }
 }
 
 #[derive(Deserialize)]
@@ -112,8 +90,7 @@ impl McpGateway {
             bearer: credentials.get("token").and_then(|t| t.as_str()).map(str::to_owned),
             no_credentials: credentials.as_object().is_none_or(|o| o.is_empty()),
             timeout,
-            session: Arc::new(Mutex::new(SessionSlot::default())),
-            init_attempts: AtomicU64::new(0),
+            session: GatewaySession::new(),
             host_init: std::sync::Mutex::new(None),
             next_id: AtomicU64::new(1),
             pending: std::sync::Mutex::new(HashMap::new()),
@@ -122,11 +99,14 @@ impl McpGateway {
 
     /// First half of the host's `initialize`, done inline by the reader so that
     /// every later message queues behind it: stores the params and takes the lock.
-    pub(crate) async fn begin_initialize(&self, params: Option<&RawValue>) -> OwnedMutexGuard<SessionSlot> {
+    pub(crate) async fn begin_initialize(
+        &self,
+        params: Option<&RawValue>,
+    ) -> OwnedMutexGuard<Slot<Upstream>> {
         if let (Some(params), Ok(mut slot)) = (params, self.host_init.lock()) {
             *slot = Some(params.to_owned());
         }
-        self.session.clone().lock_owned().await
+        self.session.lock_owned().await
     }
 
     /// Second half: relays the host's `initialize` line to the gateway and returns
@@ -134,16 +114,17 @@ impl McpGateway {
     /// locally and leaves the session to be opened on the next request.
     pub(crate) async fn initialize(
         &self,
-        mut slot: OwnedMutexGuard<SessionSlot>,
+        mut slot: OwnedMutexGuard<Slot<Upstream>>,
         id: &RawValue,
         line: &[u8],
         outbox: &Outbox,
     ) -> String {
-        slot.current = None;
+        slot.take();
         let expect = jsonrpc::id_key(id);
         match self.exchange(line.to_vec(), Some(&expect), None, outbox).await {
             Ok((session_id, Some(Outcome::Result(result)))) => {
-                let upstream = self.established(&mut slot, session_id, &result).await;
+                let upstream = self.established(session_id, &result).await;
+                slot.establish(upstream.clone());
                 tracing::info!(
                     protocol_version = upstream.protocol_version.as_deref().unwrap_or("?"),
                     stateful = upstream.session_id.is_some(),
@@ -177,19 +158,12 @@ impl McpGateway {
         jsonrpc::result_line(id, &result.to_string())
     }
 
-    /// Records a successful `initialize` and sends `notifications/initialized`.
-    async fn established(
-        &self,
-        slot: &mut SessionSlot,
-        session_id: Option<String>,
-        result: &RawValue,
-    ) -> Upstream {
+    /// The session a successful `initialize` opened; sends `notifications/initialized`
+    /// on it (the caller holds the session lock and records the session).
+    async fn established(&self, session_id: Option<String>, result: &RawValue) -> Upstream {
         let protocol_version =
             serde_json::from_str::<InitializeResultHead>(result.get()).ok().and_then(|r| r.protocol_version);
-        slot.generation += 1;
-        slot.last_failure = None;
-        let upstream = Upstream { session_id, protocol_version, generation: slot.generation };
-        slot.current = Some(upstream.clone());
+        let upstream = Upstream { session_id, protocol_version };
         let note = jsonrpc::request_line(None, "notifications/initialized", None);
         let sent = self.exchange(note.into_bytes(), None, Some(&upstream), &Outbox::closed()).await;
         match sent {
@@ -212,23 +186,17 @@ impl McpGateway {
         outbox: &Outbox,
     ) -> Result<Outcome, GatewayError> {
         let expect = jsonrpc::id_key(id);
-        let upstream = self.upstream(None, outbox).await?;
-        let first = self.exchange(line.to_vec(), Some(&expect), Some(&upstream), outbox).await;
-        let outcome = match first {
-            Err(Failure::SessionGone(message)) => {
-                tracing::info!(message, "gateway session expired; initializing again and retrying once");
-                let renewed = self.upstream(Some(upstream.generation), outbox).await?;
-                match self.exchange(line.to_vec(), Some(&expect), Some(&renewed), outbox).await {
-                    Err(Failure::SessionGone(message)) => {
-                        return Err(GatewayError::SessionLost { message });
-                    }
-                    Err(Failure::Other(e)) => return Err(e),
-                    Ok((_, outcome)) => outcome,
-                }
-            }
-            Err(Failure::Other(e)) => return Err(e),
-            Ok((_, outcome)) => outcome,
-        };
+        let expect = expect.as_str();
+        let outcome = self
+            .session
+            .with_renewal(
+                || self.open(outbox),
+                |upstream: Upstream| async move {
+                    let exchanged = self.exchange(line.to_vec(), Some(expect), Some(&upstream), outbox).await;
+                    exchanged.map(|(_, outcome)| outcome)
+                },
+            )
+            .await?;
         outcome
             .ok_or_else(|| GatewayError::Protocol("the request was accepted (202) but never answered".into()))
     }
@@ -236,7 +204,7 @@ impl McpGateway {
     /// Forwards a host notification (cancellation, roots changes…) if a gateway
     /// session exists; never opens one for a notification.
     pub(crate) async fn notify(&self, line: &[u8]) {
-        let Some(upstream) = self.session.lock().await.current.clone() else {
+        let Some(upstream) = self.session.lock().await.current() else {
             tracing::debug!("no gateway session yet; notification not forwarded");
             return;
         };
@@ -266,7 +234,7 @@ impl McpGateway {
     /// Ends the gateway session (`DELETE`), best effort, bounded by `limit`.
     pub(crate) async fn close(&self, limit: Duration) {
         let current = match tokio::time::timeout(limit, self.session.lock()).await {
-            Ok(mut slot) => slot.current.take(),
+            Ok(mut slot) => slot.take(),
             Err(_) => None,
         };
         let Some(upstream) = current.filter(|u| u.session_id.is_some()) else {
@@ -281,32 +249,8 @@ impl McpGateway {
         }
     }
 
-    /// The current session; opens one if there is none, or replaces the one of
-    /// generation `stale` unless another caller already did.
-    async fn upstream(&self, stale: Option<u64>, outbox: &Outbox) -> Result<Upstream, GatewayError> {
-        let seen = self.init_attempts.load(Ordering::Acquire);
-        let mut slot = self.session.lock().await;
-        if let Some(current) = &slot.current
-            && stale != Some(current.generation)
-        {
-            return Ok(current.clone());
-        }
-        if let Some((attempt, failure)) = &slot.last_failure
-            && *attempt > seen
-        {
-            return Err(failure.clone());
-        }
-        slot.current = None;
-        let outcome = self.open(&mut slot, outbox).await;
-        let attempt = self.init_attempts.fetch_add(1, Ordering::AcqRel) + 1;
-        if let Err(e) = &outcome {
-            slot.last_failure = Some((attempt, e.clone()));
-        }
-        outcome
-    }
-
     /// The bridge's own `initialize` (lazy open or renewal).
-    async fn open(&self, slot: &mut SessionSlot, outbox: &Outbox) -> Result<Upstream, GatewayError> {
+    async fn open(&self, outbox: &Outbox) -> Result<Upstream, GatewayError> {
         let params = self
             .host_init
             .lock()
@@ -322,7 +266,7 @@ impl McpGateway {
             jsonrpc::id_key(&RawValue::from_string(id).map_err(|e| GatewayError::Protocol(e.to_string()))?);
         match self.exchange(line.into_bytes(), Some(&expect), None, outbox).await {
             Ok((session_id, Some(Outcome::Result(result)))) => {
-                let upstream = self.established(slot, session_id, &result).await;
+                let upstream = self.established(session_id, &result).await;
                 tracing::info!(stateful = upstream.session_id.is_some(), "gateway session opened");
                 Ok(upstream)
             }
@@ -367,7 +311,7 @@ impl McpGateway {
         let request = self
             .decorate(self.http.post(&self.endpoint), upstream)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header(reqwest::header::ACCEPT, ACCEPT_BOTH)
+            .header(reqwest::header::ACCEPT, ACCEPT_JSON_AND_SSE)
             .body(body);
         let response = self.send(request).await?;
         let status = response.status().as_u16();
@@ -388,7 +332,7 @@ impl McpGateway {
             .headers()
             .get(reqwest::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.trim_start().starts_with("text/event-stream"));
+            .is_some_and(|v| v.trim_start().starts_with(EVENT_STREAM));
         let outcome = if is_sse {
             self.read_stream(response, expect, upstream, outbox).await?
         } else {
@@ -491,7 +435,7 @@ impl McpGateway {
         upstream: Option<&Upstream>,
         outbox: &Outbox,
     ) -> Result<Outcome, GatewayError> {
-        let mut parser = SseParser::new();
+        let mut parser = SseDecoder::new();
         let mut resumes = 0u32;
         loop {
             loop {
@@ -534,15 +478,15 @@ impl McpGateway {
             tokio::time::sleep(delay).await;
             let request = self
                 .decorate(self.http.get(&self.endpoint), upstream)
-                .header(reqwest::header::ACCEPT, "text/event-stream")
-                .header("Last-Event-ID", &last_event_id);
+                .header(reqwest::header::ACCEPT, EVENT_STREAM)
+                .header(LAST_EVENT_ID_HEADER, &last_event_id);
             response = self.send(request).await?;
             let status = response.status().as_u16();
             let is_sse = response
                 .headers()
                 .get(reqwest::header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| v.trim_start().starts_with("text/event-stream"));
+                .is_some_and(|v| v.trim_start().starts_with(EVENT_STREAM));
             if status != 200 || !is_sse {
                 // Not retried as a whole: the request may already have run.
                 return Err(GatewayError::Protocol(format!(
@@ -596,7 +540,7 @@ impl McpGateway {
 
 /// The `initialize` result the bridge gives when it answers by itself.
 pub(crate) fn local_initialize_result(requested: Option<&str>, all_capabilities: bool) -> serde_json::Value {
-    let version = requested.filter(|v| SUPPORTED_VERSIONS.contains(v)).unwrap_or(SUPPORTED_VERSIONS[0]);
+    let version = negotiate(requested, STDIO_VERSIONS);
     let capabilities = if all_capabilities {
         serde_json::json!({"tools": {}, "resources": {}, "prompts": {}})
     } else {
@@ -611,7 +555,7 @@ pub(crate) fn local_initialize_result(requested: Option<&str>, all_capabilities:
 
 fn default_initialize_params() -> serde_json::Value {
     serde_json::json!({
-        "protocolVersion": SUPPORTED_VERSIONS[0],
+        "protocolVersion": LATEST_VERSION,
         "capabilities": {},
         "clientInfo": {"name": "switchboard-bridge", "version": env!("CARGO_PKG_VERSION")},
     })

@@ -5,17 +5,25 @@
 //! # Layout
 //! - [`jsonrpc`]: PURE. Parses host lines into an envelope (ids and params kept as
 //!   raw JSON) and builds outgoing lines. No I/O.
-//! - [`sse`]: PURE. An incremental Server-Sent Events parser (`id`, `retry`, `data`).
-//! - [`stdio`]: bytes ↔ lines on the host side: a bounded line reader and the one
-//!   task that owns stdout.
-//! - [`host`]: the dispatcher. Reads host messages, answers `initialize` and
-//!   `ping`, runs every other request in its own task (a slow call never blocks
-//!   `ping`), tracks in-flight requests for `notifications/cancelled`, drains on EOF.
+//! - [`stdio`]: the one task that owns stdout. Stdin is read with the shared
+//!   bounded framer ([`crate::protocol::lines`]).
+//! - [`host`]: the dispatcher. Reads host messages, answers `ping`, runs every
+//!   other request in its own task (a slow call never blocks `ping`), tracks
+//!   in-flight requests for `notifications/cancelled`, drains on EOF. What each
+//!   transport does with a message is its gateway client's `GatewayClient`
+//!   implementation.
+//! - [`session`]: the gateway session both transports share: opened lazily once,
+//!   renewed once on a 404.
 //! - [`legacy`]: the worker's JSON API (`/init`, `/tools`, `/call-tool`).
 //! - [`mcp`]: an MCP Streamable HTTP client for `{url}/mcp` (JSON and SSE
-//!   responses, `retry` + `Last-Event-ID` resumption, server→client requests).
+//!   responses decoded by [`crate::protocol::sse`], `retry` + `Last-Event-ID`
+//!   resumption, server→client requests).
 //! - [`error`]: [`BridgeError`] (fatal, returned by [`run`]) and the per-call gateway
 //!   error that becomes an `isError` tool result or a JSON-RPC error.
+//! - [`install`]: `bridge install`, the entry in Claude Desktop's config file (merged,
+//!   backed up, token in `env` only).
+//! - [`check`]: `bridge check`, the bridge driven in process as Claude Desktop drives
+//!   it, one line per step with the fix.
 //!
 //! # Decisions (see also `README.md` in this folder)
 //! - **Legacy transport** answers `initialize` itself (capability `tools` only),
@@ -36,12 +44,14 @@
 //! logs go through `tracing` (the binary's subscriber must write to stderr).
 //! **Invariant:** credentials never appear in a log line or an error message.
 
+pub mod check;
 mod error;
 mod host;
+pub mod install;
 mod jsonrpc;
 mod legacy;
 mod mcp;
-mod sse;
+mod session;
 mod stdio;
 
 #[cfg(test)]
@@ -71,6 +81,15 @@ pub enum Transport {
     Legacy,
     /// MCP Streamable HTTP (2025-11-25 era) at `{url}/mcp`.
     Mcp,
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Legacy => "legacy",
+            Self::Mcp => "mcp",
+        })
+    }
 }
 
 impl std::str::FromStr for Transport {

@@ -1,71 +1,9 @@
-//! The host side's bytes ↔ lines: a line reader with an explicit maximum (an
-//! oversized line is reported and skipped, never buffered without bound) and the
-//! single task that owns stdout, so concurrent responders never interleave bytes.
+//! The host side's stdout: the single task that owns it, so concurrent responders
+//! never interleave bytes. (Lines are read from stdin with the shared framer,
+//! [`crate::protocol::lines::read_message_async`].)
 
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
-
-/// What the next read produced.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Line {
-    /// One line without its line end (a final line without newline included).
-    Message(Vec<u8>),
-    /// A line longer than the maximum; its bytes were discarded.
-    TooLong,
-    /// stdin is closed.
-    Eof,
-}
-
-/// Newline-delimited reader with a maximum line length.
-pub(crate) struct LineReader<R> {
-    inner: BufReader<R>,
-    max: usize,
-}
-
-impl<R: AsyncRead + Unpin> LineReader<R> {
-    pub(crate) fn new(inner: R, max: usize) -> Self {
-        Self { inner: BufReader::with_capacity(64 * 1024, inner), max }
-    }
-
-    /// Reads the next line. Cancel-safe only between lines: call it from one task.
-    pub(crate) async fn next_line(&mut self) -> std::io::Result<Line> {
-        let mut line = Vec::new();
-        let mut too_long = false;
-        loop {
-            let available = self.inner.fill_buf().await?;
-            if available.is_empty() {
-                return Ok(match (too_long, line.is_empty()) {
-                    (true, _) => Line::TooLong,
-                    (false, true) => Line::Eof,
-                    (false, false) => Line::Message(trim_cr(line)),
-                });
-            }
-            let (chunk, used, done) = match available.iter().position(|&b| b == b'\n') {
-                Some(i) => (&available[..i], i + 1, true),
-                None => (available, available.len(), false),
-            };
-            if !too_long {
-                if line.len() + chunk.len() > self.max {
-                    too_long = true;
-                    line = Vec::new();
-                } else {
-                    line.extend_from_slice(chunk);
-                }
-            }
-            self.inner.consume(used);
-            if done {
-                return Ok(if too_long { Line::TooLong } else { Line::Message(trim_cr(line)) });
-            }
-        }
-    }
-}
-
-fn trim_cr(mut line: Vec<u8>) -> Vec<u8> {
-    if line.last() == Some(&b'\r') {
-        line.pop();
-    }
-    line
-}
 
 /// Where responders put finished lines; cheap to clone.
 #[derive(Clone)]

@@ -111,6 +111,16 @@ fn text(result: &Value) -> &str {
     result["result"]["content"][0]["text"].as_str().unwrap_or("")
 }
 
+/// Waits, bounded, until `ready` holds: the tests wait for what they need, not for a
+/// fixed time.
+async fn eventually(what: &str, ready: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !ready() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 async fn listen(router: Router) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -134,7 +144,26 @@ struct Worker {
     sessions: Mutex<HashSet<String>>,
     call_delay_ms: AtomicU64,
     calls: AtomicUsize,
+    /// Calls that are over on the worker's side: answered, or dropped with their connection.
+    calls_over: AtomicUsize,
     refuse: AtomicBool,
+}
+
+/// Counts a call as over when the handler ends, whichever way it ends.
+struct CallOver(Arc<Worker>);
+
+impl Drop for CallOver {
+    fn drop(&mut self) {
+        self.0.calls_over.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// A legacy host (no credentials) in front of a worker whose calls take `delay_ms`.
+async fn legacy_host(delay_ms: u64, tuning: Tuning) -> (Arc<Worker>, Host) {
+    let worker = Arc::new(Worker::default());
+    worker.call_delay_ms.store(delay_ms, Ordering::SeqCst);
+    let url = listen(worker_router(worker.clone())).await;
+    (worker, start_with(&url, Transport::Legacy, json!({}), tuning))
 }
 
 fn error(status: StatusCode, code: &str, message: &str) -> Response {
@@ -170,6 +199,7 @@ fn worker_router(worker: Arc<Worker>) -> Router {
             return error(StatusCode::NOT_FOUND, "session_not_found", "no such session");
         }
         w.calls.fetch_add(1, Ordering::SeqCst);
+        let _over = CallOver(Arc::clone(&w));
         tokio::time::sleep(Duration::from_millis(w.call_delay_ms.load(Ordering::SeqCst))).await;
         let request: Value = serde_json::from_str(&body).unwrap();
         match request["tool"].as_str() {
@@ -238,9 +268,7 @@ async fn tools_are_listed_and_called_with_raw_json_passed_through() {
 
 #[tokio::test]
 async fn an_expired_session_is_replaced_once_and_the_call_retried() {
-    let worker = Arc::new(Worker::default());
-    let url = listen(worker_router(worker.clone())).await;
-    let mut host = start(&url, Transport::Legacy, json!({}));
+    let (worker, mut host) = legacy_host(0, tuning()).await;
     host.initialize().await;
     let first = host.request(1, "tools/call", json!({"name": "echo", "arguments": {"text": "one"}})).await;
     assert_eq!(text(&first), "one");
@@ -311,10 +339,7 @@ async fn gateway_errors_map_to_tool_errors_or_protocol_errors() {
 
 #[tokio::test]
 async fn a_slow_call_does_not_block_ping_and_sends_keepalive_progress() {
-    let worker = Arc::new(Worker::default());
-    worker.call_delay_ms.store(500, Ordering::SeqCst);
-    let url = listen(worker_router(worker)).await;
-    let mut host = start(&url, Transport::Legacy, json!({}));
+    let (_, mut host) = legacy_host(500, tuning()).await;
     host.initialize().await;
     host.send(
         r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"slow"},"_meta":{"progressToken":"tok"}}}"#,
@@ -338,19 +363,16 @@ async fn a_slow_call_does_not_block_ping_and_sends_keepalive_progress() {
 
 #[tokio::test]
 async fn a_cancelled_call_is_aborted_and_never_answered() {
-    let worker = Arc::new(Worker::default());
-    worker.call_delay_ms.store(800, Ordering::SeqCst);
-    let url = listen(worker_router(worker)).await;
-    let mut host = start(&url, Transport::Legacy, json!({}));
+    let (worker, mut host) = legacy_host(800, tuning()).await;
     host.initialize().await;
     host.send(r#"{"jsonrpc":"2.0","id":"c","method":"tools/call","params":{"name":"echo","arguments":{"text":"x"}}}"#)
         .await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    eventually("the call reached the worker", || worker.calls.load(Ordering::SeqCst) == 1).await;
     host.send(
         r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"c","reason":"user"}}"#,
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    eventually("the call is over on the worker", || worker.calls_over.load(Ordering::SeqCst) == 1).await;
     host.send(r#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#).await;
     let (ping, before) = host.response(json!(2)).await;
     assert_eq!(ping["result"], json!({}));
@@ -390,10 +412,7 @@ async fn an_oversized_line_is_rejected_and_the_next_one_served() {
 
 #[tokio::test]
 async fn eof_lets_in_flight_calls_finish_then_returns_ok() {
-    let worker = Arc::new(Worker::default());
-    worker.call_delay_ms.store(300, Ordering::SeqCst);
-    let url = listen(worker_router(worker)).await;
-    let mut host = start(&url, Transport::Legacy, json!({}));
+    let (_, mut host) = legacy_host(300, tuning()).await;
     host.send(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"late"}}}"#)
         .await;
     host.stdin.take(); // EOF right away
@@ -404,14 +423,11 @@ async fn eof_lets_in_flight_calls_finish_then_returns_ok() {
 
 #[tokio::test]
 async fn eof_aborts_calls_that_outlive_the_drain_bound() {
-    let worker = Arc::new(Worker::default());
-    worker.call_delay_ms.store(1500, Ordering::SeqCst);
-    let url = listen(worker_router(worker)).await;
-    let tuning = Tuning { drain: Some(Duration::from_millis(100)), ..tuning() };
-    let mut host = start_with(&url, Transport::Legacy, json!({}), tuning);
+    let (worker, mut host) =
+        legacy_host(1500, Tuning { drain: Some(Duration::from_millis(100)), ..tuning() }).await;
     host.send(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{}}}"#)
         .await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    eventually("the call reached the worker", || worker.calls.load(Ordering::SeqCst) == 1).await;
     let started = std::time::Instant::now();
     host.finish().await.unwrap();
     assert!(started.elapsed() < Duration::from_millis(1400));
@@ -477,6 +493,13 @@ fn sse(events: &[Value]) -> Response {
     ([("content-type", "text/event-stream")], body).into_response()
 }
 
+/// An MCP host with `credentials` in front of a mock gateway.
+async fn mcp_host(credentials: Value) -> (Arc<McpServer>, Host) {
+    let server = Arc::new(McpServer::default());
+    let url = listen(mcp_router(server.clone())).await;
+    (server, start(&url, Transport::Mcp, credentials))
+}
+
 fn mcp_router(server: Arc<McpServer>) -> Router {
     async fn handle(State(s): State<Arc<McpServer>>, headers: HeaderMap, body: String) -> Response {
         let message: Value = serde_json::from_str(&body).unwrap();
@@ -532,9 +555,7 @@ fn mcp_router(server: Arc<McpServer>) -> Router {
 
 #[tokio::test]
 async fn mcp_mode_relays_initialize_and_streams_notifications_before_the_response() {
-    let server = Arc::new(McpServer::default());
-    let url = listen(mcp_router(server.clone())).await;
-    let mut host = start(&url, Transport::Mcp, json!({"token": "tok"}));
+    let (server, mut host) = mcp_host(json!({"token": "tok"})).await;
     let init = host.initialize().await;
     assert_eq!(init["result"]["serverInfo"]["name"], "mock-gateway");
     assert_eq!(init["result"]["capabilities"]["x-gateway"], true);
@@ -602,23 +623,22 @@ async fn mcp_mode_answers_initialize_itself_when_the_gateway_is_down_and_connect
 
 #[tokio::test]
 async fn mcp_mode_forwards_cancellation_and_drops_the_call() {
-    let server = Arc::new(McpServer::default());
-    let url = listen(mcp_router(server.clone())).await;
-    let mut host = start(&url, Transport::Mcp, json!({}));
+    let (server, mut host) = mcp_host(json!({})).await;
     host.initialize().await;
     host.send(r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"slow"}}"#).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let received = |method: &str| {
+        server
+            .received
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|m| m["method"] == method && (m["id"] == 7 || m["params"]["requestId"] == 7))
+    };
+    eventually("the call reached the gateway", || received("tools/call")).await;
     host.send(r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":7}}"#).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    eventually("the cancellation reached the gateway", || received("notifications/cancelled")).await;
     host.send(r#"{"jsonrpc":"2.0","id":8,"method":"ping"}"#).await;
     let (_, before) = host.response(json!(8)).await;
     assert!(before.is_empty(), "{before:?}");
-    let cancelled = server
-        .received
-        .lock()
-        .unwrap()
-        .iter()
-        .any(|m| m["method"] == "notifications/cancelled" && m["params"]["requestId"] == 7);
-    assert!(cancelled);
     host.finish().await.unwrap();
 }

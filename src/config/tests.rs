@@ -82,3 +82,23 @@ fn redacted_config_shows_no_secret() {
     }
     assert!(text.contains("redis://user:<redacted>@127.0.0.1:1/0"), "{text}");
 }
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let text = "max_children = 0\nidle_ttl_secs = 0\n[servers.a]\ncommand = []\n";
+    let error = Config::load(Some(text), &|_| None, "/bin/sb").unwrap_err().to_string();
+    assert!(error.starts_with("3 problems:"), "{error}");
+    for part in ["max_children", "idle_ttl_secs", "servers.a: command is empty"] {
+        assert!(error.contains(part), "{part} missing from {error}");
+    }
+    let refuse = |_: &Config| Err("the key is too short".to_owned());
+    let error = Config::load_checked(None, &|_| None, "/bin/sb", &[&refuse]).unwrap_err().to_string();
+    assert_eq!(error, "the key is too short");
+}
+
+#[test]
+fn the_switchboard_placeholder_runs_this_binary() {
+    let text = "[servers.default]\ncommand = [\"{switchboard}\", \"demo-server\"]\n";
+    let config = Config::load(Some(text), &|_| None, "/opt/sb/switchboard").unwrap();
+    assert_eq!(config.servers["default"].command, ["/opt/sb/switchboard", "demo-server"]);
+}

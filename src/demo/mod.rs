@@ -8,8 +8,9 @@
 //! `list_surveys`, `survey_summary`, `segment_breakdown`, `search_feedback`, all read-only.
 //!
 //! # Layout
-//! * `mod.rs` (this file): the session: framing, JSON-RPC envelope, lifecycle methods, the
-//!   credentials gate and the simulated latency.
+//! * `mod.rs` (this file): the session on the shared stdio-server kit
+//!   ([`crate::protocol::stdio_server`]: framing, envelope, malformed input), lifecycle
+//!   methods, the credentials gate and the simulated latency.
 //! * `tools.rs`: the tool catalogue, argument validation, `CallToolResult`s.
 //! * `feedback.rs`: the data set and its statistics (pure).
 //!
@@ -24,13 +25,13 @@
 //!   is sent every 100 ms (`progress` = elapsed ms, `total` = the delay).
 //!
 //! # Behaviour at the edges
-//! * A line that is not JSON (or not UTF-8, or longer than 4 MiB) gets a `-32700` error
-//!   with id `null`; serving goes on. A non-object, or a request whose id is not a string or
-//!   number, gets `-32600`.
-//! * A message without an `id` is a notification and is never answered, whatever its
-//!   method (or lack of one); responses sent to us are ignored. Unknown methods get `-32601`, unknown tools `-32602 Unknown tool: NAME`.
-//! * Lifecycle order is not enforced (a `tools/call` before `initialize` is served), and
-//!   `jsonrpc: "2.0"` is not checked: the gateway, not this stand-in, is under test.
+//! * Malformed input, notifications and `jsonrpc` as the kit's module docs say
+//!   ([`crate::protocol::stdio_server`]): `-32700` for what is not JSON (or longer than
+//!   4 MiB), `-32600` for what is not a request, no answer without an `id`. Responses
+//!   sent to us are ignored. Unknown methods get `-32601`, unknown tools
+//!   `-32602 Unknown tool: NAME`.
+//! * Lifecycle order is not enforced (a `tools/call` before `initialize` is served): the
+//!   gateway, not this stand-in, is under test.
 //! * Requests are handled one at a time, so `notifications/cancelled` cannot interrupt a
 //!   slow call; its late response is for the client to ignore.
 //!
@@ -48,22 +49,16 @@ use std::io::{self, BufRead, Write};
 use std::thread;
 use std::time::Duration;
 
-use crate::protocol::lines::{Frame, read_message, send};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use self::feedback::Feedback;
 use self::tools::Tool;
+use crate::protocol::jsonrpc::{RpcError, code};
+use crate::protocol::stdio_server::{Connection, Reply, StdioServer, no_cursor, object_params, run_on_stdio};
+use crate::protocol::{STDIO_VERSIONS, negotiate};
 
 /// Name reported in `serverInfo`.
 const SERVER_NAME: &str = "switchboard-demo";
-
-/// Protocol versions we answer with when a client asks for them, newest first; the first
-/// is also the answer to any version we do not know.
-const SUPPORTED_VERSIONS: [&str; 4] = ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
-
-/// Longest message accepted; the largest legitimate one (an `echo` of a long text) is far
-/// smaller, and the bound keeps a runaway writer from growing our buffer forever.
-const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 
 /// Cap on `DEMO_SLOW_MS`, so a typo cannot wedge a test run for hours.
 const MAX_SLOW_MS: u64 = 10 * 60 * 1000;
@@ -81,17 +76,11 @@ const SLOW_VAR: &str = "DEMO_SLOW_MS";
 const MISSING_TOKEN: &str = "DEMO_TOKEN is not set: the demo analytics API refuses to serve \
                              without credentials. Set DEMO_TOKEN in this server's environment.";
 
-/// JSON-RPC error codes used here.
-const PARSE_ERROR: i64 = -32700;
-const INVALID_REQUEST: i64 = -32600;
-const METHOD_NOT_FOUND: i64 = -32601;
-const INVALID_PARAMS: i64 = -32602;
-
 /// Serves MCP over the process's stdin/stdout until stdin closes. Blocking (std I/O), no tokio.
+///
+/// A closed stdout (the client went away) ends serving quietly.
 pub fn run() -> io::Result<()> {
-    let stdin = io::stdin();
-    let stdout = io::stdout();
-    serve(stdin.lock(), stdout.lock(), &|key| std::env::var(key).ok())
+    run_on_stdio(serve)
 }
 
 /// Same, over any reader/writer, with the environment lookup injected (for tests).
@@ -99,54 +88,19 @@ pub fn run() -> io::Result<()> {
 /// Returns `Ok(())` when `input` reaches end of file, and an error only when reading or
 /// writing fails (or the bundled data set is broken, which its unit test rules out).
 pub fn serve(
-    mut input: impl BufRead,
-    mut output: impl Write,
+    input: impl BufRead,
+    output: impl Write,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> io::Result<()> {
     let feedback = Feedback::bundled().map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-    let server = DemoServer { feedback, env, latency: Latency::from_env(env) };
-    let mut line = Vec::new();
-    loop {
-        match read_message(&mut input, &mut line, MAX_MESSAGE_BYTES)? {
-            Frame::End => return Ok(()),
-            Frame::TooLong => {
-                eprintln!("{SERVER_NAME}: dropped a message longer than {MAX_MESSAGE_BYTES} bytes");
-                let error = RpcError::new(
-                    PARSE_ERROR,
-                    format!("Parse error: message longer than {MAX_MESSAGE_BYTES} bytes"),
-                );
-                send(&mut output, &error.into_response(&Value::Null))?;
-            }
-            Frame::Message => server.handle(&line, &mut output)?,
-        }
-    }
+    let connection = Connection::new(SERVER_NAME, input, output);
+    DemoServer { connection, feedback, env, latency: Latency::from_env(env) }.serve()
 }
 
-/// A JSON-RPC error about to be sent.
-#[derive(Debug, Clone, PartialEq)]
-struct RpcError {
-    /// Standard JSON-RPC code, telling the client which rule was broken.
-    code: i64,
-    /// Human-readable explanation.
-    message: String,
-}
-
-impl RpcError {
-    fn new(code: i64, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
-    }
-
-    fn into_response(self, id: &Value) -> Value {
-        json!({
-            "jsonrpc": "2.0",
-            "id": id,
-            "error": {"code": self.code, "message": self.message}
-        })
-    }
-}
-
-/// One stdio session's state: the data set and the injected environment.
-struct DemoServer<'e> {
+/// One stdio session's state: the streams, the data set and the injected environment.
+struct DemoServer<'e, R, W> {
+    /// The client's messages and our answers.
+    connection: Connection<R, W>,
     /// The data set every tool queries, parsed once per session.
     feedback: Feedback,
     /// Environment lookup, read per call for [`TOKEN_VAR`] so tests control it.
@@ -155,91 +109,35 @@ struct DemoServer<'e> {
     latency: Latency,
 }
 
-impl DemoServer<'_> {
-    /// Handles one line of input, writing at most one response (plus progress notifications).
-    fn handle(&self, line: &[u8], output: &mut impl Write) -> io::Result<()> {
-        if line.trim_ascii().is_empty() {
-            return Ok(());
-        }
-        let message: Value = match serde_json::from_slice(line) {
-            Ok(message) => message,
-            Err(error) => {
-                eprintln!("{SERVER_NAME}: unparsable message: {error}");
-                let error = RpcError::new(PARSE_ERROR, format!("Parse error: {error}"));
-                return send(output, &error.into_response(&Value::Null));
-            }
-        };
-        let Value::Object(message) = message else {
-            let error = RpcError::new(INVALID_REQUEST, "Invalid Request: expected a JSON object");
-            return send(output, &error.into_response(&Value::Null));
-        };
-        let Some(id) = message.get("id") else {
-            // No id: a notification (or something malformed shaped like one). A reply
-            // could not be matched to anything, so none is ever sent.
-            return Ok(());
-        };
-        let valid_id = (id.is_string() || id.is_number()).then_some(id);
-        match (message.get("method"), valid_id) {
-            (Some(Value::String(method)), Some(id)) => {
-                self.respond(id, method, message.get("params"), output)
-            }
-            // A response to a request we never send: nothing to do.
-            (None, _) if message.contains_key("result") || message.contains_key("error") => Ok(()),
-            (Some(Value::String(_)), None) => {
-                let error =
-                    RpcError::new(INVALID_REQUEST, "Invalid Request: id must be a string or a number");
-                send(output, &error.into_response(&Value::Null))
-            }
-            (_, id) => {
-                let error = RpcError::new(
-                    INVALID_REQUEST,
-                    "Invalid Request: expected a request with a string method",
-                );
-                send(output, &error.into_response(id.unwrap_or(&Value::Null)))
-            }
-        }
+impl<R: BufRead, W: Write> StdioServer<R, W> for DemoServer<'_, R, W> {
+    fn connection(&mut self) -> &mut Connection<R, W> {
+        &mut self.connection
     }
 
-    /// Answers request `id`.
-    fn respond(
-        &self,
-        id: &Value,
-        method: &str,
-        params: Option<&Value>,
-        output: &mut impl Write,
-    ) -> io::Result<()> {
+    fn dispatch(&mut self, _id: &Value, method: &str, params: Option<&Value>) -> io::Result<Reply> {
         let outcome = match method {
             "initialize" => Ok(initialize(params)),
             "ping" => Ok(json!({})),
             "tools/list" => list_tools(params),
-            "tools/call" => self.call_tool(params, output)?,
-            _ => Err(RpcError::new(METHOD_NOT_FOUND, format!("Method not found: {method}"))),
+            "tools/call" => self.call_tool(params)?,
+            _ => Err(RpcError::new(code::METHOD_NOT_FOUND, format!("Method not found: {method}"))),
         };
-        let response = match outcome {
-            Ok(result) => json!({"jsonrpc": "2.0", "id": id, "result": result}),
-            Err(error) => error.into_response(id),
-        };
-        send(output, &response)
+        Ok(outcome.into())
     }
+}
 
+impl<R: BufRead, W: Write> DemoServer<'_, R, W> {
     /// `tools/call`: name check, credentials gate, simulated latency, then the tool.
-    fn call_tool(
-        &self,
-        params: Option<&Value>,
-        output: &mut impl Write,
-    ) -> io::Result<Result<Value, RpcError>> {
+    fn call_tool(&mut self, params: Option<&Value>) -> io::Result<Result<Value, RpcError>> {
         let params = match object_params(params) {
             Ok(params) => params,
             Err(error) => return Ok(Err(error)),
         };
         let Some(name) = params.and_then(|p| p.get("name")).and_then(Value::as_str) else {
-            return Ok(Err(RpcError::new(
-                INVALID_PARAMS,
-                "Invalid params: tools/call needs a string 'name'",
-            )));
+            return Ok(Err(RpcError::invalid_params("Invalid params: tools/call needs a string 'name'")));
         };
         let Some(tool) = Tool::from_name(name) else {
-            return Ok(Err(RpcError::new(INVALID_PARAMS, format!("Unknown tool: {name}"))));
+            return Ok(Err(RpcError::invalid_params(format!("Unknown tool: {name}"))));
         };
         if !self.has_token() {
             return Ok(Ok(tools::error_result(MISSING_TOKEN)));
@@ -248,7 +146,7 @@ impl DemoServer<'_> {
             .and_then(|p| p.get("_meta"))
             .and_then(|meta| meta.get("progressToken"))
             .filter(|token| token.is_string() || token.is_number());
-        self.latency.wait(progress_token, output)?;
+        self.latency.wait(progress_token, &mut self.connection)?;
         let arguments = params.and_then(|p| p.get("arguments"));
         Ok(Ok(tools::call(tool, arguments, &self.feedback)))
     }
@@ -262,10 +160,7 @@ impl DemoServer<'_> {
 /// `initialize`: echo a supported protocol version, otherwise offer our newest.
 fn initialize(params: Option<&Value>) -> Value {
     let requested = params.and_then(|p| p.get("protocolVersion")).and_then(Value::as_str);
-    let version = SUPPORTED_VERSIONS
-        .into_iter()
-        .find(|supported| Some(*supported) == requested)
-        .unwrap_or(SUPPORTED_VERSIONS[0]);
+    let version = negotiate(requested, STDIO_VERSIONS);
     json!({
         "protocolVersion": version,
         "capabilities": {"tools": {"listChanged": false}},
@@ -275,20 +170,7 @@ fn initialize(params: Option<&Value>) -> Value {
 
 /// `tools/list`: everything on one page, so any cursor is one we never issued.
 fn list_tools(params: Option<&Value>) -> Result<Value, RpcError> {
-    let params = object_params(params)?;
-    match params.and_then(|p| p.get("cursor")) {
-        None | Some(Value::Null) => Ok(tools::catalogue()),
-        Some(_) => Err(RpcError::new(INVALID_PARAMS, "Invalid params: unknown cursor")),
-    }
-}
-
-/// `params` as an object; absent or `null` is `None`, anything else is invalid.
-fn object_params(params: Option<&Value>) -> Result<Option<&Map<String, Value>>, RpcError> {
-    match params {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Object(map)) => Ok(Some(map)),
-        Some(_) => Err(RpcError::new(INVALID_PARAMS, "Invalid params: params must be an object")),
-    }
+    no_cursor(object_params(params)?).map(|()| tools::catalogue())
 }
 
 /// Simulated latency of the stand-in API ([`SLOW_VAR`]).
@@ -316,7 +198,11 @@ impl Latency {
 
     /// Sleeps `total_ms`, reporting progress every [`PROGRESS_INTERVAL_MS`] when the
     /// caller supplied a progress token.
-    fn wait(&self, progress_token: Option<&Value>, output: &mut impl Write) -> io::Result<()> {
+    fn wait<R: BufRead, W: Write>(
+        &self,
+        progress_token: Option<&Value>,
+        connection: &mut Connection<R, W>,
+    ) -> io::Result<()> {
         let mut elapsed = 0;
         while elapsed < self.total_ms {
             let step = PROGRESS_INTERVAL_MS.min(self.total_ms - elapsed);
@@ -333,7 +219,7 @@ impl Latency {
                         "message": "querying the analytics API"
                     }
                 });
-                send(output, &notification)?;
+                connection.send(&notification)?;
             }
         }
         Ok(())

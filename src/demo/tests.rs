@@ -1,23 +1,18 @@
 //! Drives [`serve`] with byte buffers, one test per rule of the module docs.
 
-use std::io::Cursor;
-
 use serde_json::{Value, json};
 
 use super::feedback::Feedback;
-use super::{MAX_MESSAGE_BYTES, SUPPORTED_VERSIONS, serve};
+use super::serve;
+use crate::protocol::STDIO_VERSIONS;
+use crate::protocol::stdio_server::{MAX_MESSAGE_BYTES, transcript};
 
 /// A credential value the tests can search the output for.
 const TOKEN: &str = "tok-3f9a-very-secret";
 
 /// Runs one session over `input` with the given environment; returns every output line.
 fn session_raw(input: &[u8], env: &[(&str, &str)]) -> Vec<Value> {
-    let lookup = |key: &str| env.iter().find(|(name, _)| *name == key).map(|(_, value)| (*value).to_owned());
-    let mut output = Vec::new();
-    serve(Cursor::new(input), &mut output, &lookup).unwrap();
-    let text = String::from_utf8(output).unwrap();
-    assert!(text.is_empty() || text.ends_with('\n'), "unterminated output: {text}");
-    text.lines().map(|line| serde_json::from_str(line).unwrap()).collect()
+    transcript(input, env, |input, output, env| serve(input, output, env)).unwrap()
 }
 
 /// Runs one session of `messages` (one per line) with the given environment.
@@ -71,7 +66,7 @@ fn check_tool_error(result: &Value, needle: &str) {
 
 #[test]
 fn initialize_echoes_each_supported_version() {
-    for version in SUPPORTED_VERSIONS {
+    for &version in STDIO_VERSIONS {
         let reply = answer(request(1, "initialize", json!({"protocolVersion": version})), &[]);
         assert_eq!(reply["result"]["protocolVersion"], version);
     }

@@ -7,13 +7,21 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-/// Standard JSON-RPC error codes used by the gateway.
+/// The JSON-RPC error codes used in this project: the standard ones, MCP's, and the
+/// gateway's own (in the range JSON-RPC leaves to implementations).
 pub mod code {
+    /// Not JSON (or not UTF-8, or too long to read).
     pub const PARSE_ERROR: i64 = -32700;
+    /// JSON, but not a valid JSON-RPC request.
     pub const INVALID_REQUEST: i64 = -32600;
     pub const METHOD_NOT_FOUND: i64 = -32601;
     pub const INVALID_PARAMS: i64 = -32602;
     pub const INTERNAL_ERROR: i64 = -32603;
+    /// MCP's "resource not found" (2025-11-25 and earlier).
+    pub const RESOURCE_NOT_FOUND: i64 = -32002;
+    /// The gateway's own failures (session not found, saturated, upstream failed), in
+    /// JSON-RPC's "server error" range.
+    pub const GATEWAY_ERROR: i64 = -32000;
 }
 
 /// One JSON-RPC message, borrowed from the line it was read from.
@@ -81,10 +89,54 @@ pub fn response(id: &str, result: &str) -> String {
     format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{result}}}"#)
 }
 
-/// Serializes an error response; `id` is raw JSON (`null` when unknown).
+/// Serializes an error response; `id` is raw JSON (`null` when unknown). The one
+/// builder of error lines from raw parts: everything that answers with an error over
+/// raw JSON goes through it or [`raw_error_response`].
 pub fn error_response(id: &str, code: i64, message: &str) -> String {
     let message = json_string(message);
     format!(r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":{code},"message":{message}}}}}"#)
+}
+
+/// Serializes an error response around an error object passed through raw.
+pub fn raw_error_response(id: &str, error: &str) -> String {
+    format!(r#"{{"jsonrpc":"2.0","id":{id},"error":{error}}}"#)
+}
+
+/// A JSON-RPC error about to be sent by one of the project's own stdio servers, which
+/// work on [`serde_json::Value`]s (nothing they answer is forwarded from elsewhere).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RpcError {
+    /// JSON-RPC (or MCP) code, telling the client which rule was broken ([`code`]).
+    pub code: i64,
+    /// Human-readable explanation.
+    pub message: String,
+    /// Optional structured detail (e.g. the unknown resource's URI).
+    pub data: Option<serde_json::Value>,
+}
+
+impl RpcError {
+    pub fn new(code: i64, message: impl Into<String>) -> Self {
+        Self { code, message: message.into(), data: None }
+    }
+
+    /// `-32602`, the usual answer to arguments a method cannot use.
+    pub fn invalid_params(message: impl Into<String>) -> Self {
+        Self::new(code::INVALID_PARAMS, message)
+    }
+
+    pub fn with_data(mut self, data: serde_json::Value) -> Self {
+        self.data = Some(data);
+        self
+    }
+
+    /// The whole error response to request `id` (`null` when it is unknown).
+    pub fn into_response(self, id: &serde_json::Value) -> serde_json::Value {
+        let mut error = serde_json::json!({"code": self.code, "message": self.message});
+        if let (Some(data), serde_json::Value::Object(fields)) = (self.data, &mut error) {
+            fields.insert("data".to_owned(), data);
+        }
+        serde_json::json!({"jsonrpc": "2.0", "id": id, "error": error})
+    }
 }
 
 /// A JSON string literal for `text`.

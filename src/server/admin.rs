@@ -1,6 +1,5 @@
 //! Liveness, readiness and metrics: what the load balancer and Prometheus see.
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -15,7 +14,7 @@ pub async fn healthz() -> impl IntoResponse {
 
 /// Ready when not draining and the store answers within a second.
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    let draining = state.draining.load(Ordering::SeqCst);
+    let draining = state.draining();
     let store_ok = !draining
         && matches!(tokio::time::timeout(Duration::from_secs(1), state.store.ping()).await, Ok(Ok(())));
     let status = if store_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };

@@ -1,124 +1,143 @@
-//! The one mapping from errors to an HTTP status and a JSON body
-//! `{"error": {"code", "message"}}` with a stable, machine-readable code.
+//! The one mapping from errors to answers: a [`GatewayError`] becomes an HTTP status
+//! with a stable code and a JSON body `{"error": {"code", "message"}}` ([`ApiError`]),
+//! or, on `/mcp`, a JSON-RPC error ([`rpc_rejection`] before a request runs,
+//! [`rpc_answer`] as the answer to one). Refusals of the `/mcp` transport itself
+//! (headers, body framing) are [`Rejected`]. Nothing outside this file builds an
+//! error body.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::auth::AuthError;
+use crate::gateway::GatewayError;
+use crate::protocol::jsonrpc::{self, code};
 use crate::store::StoreError;
+use crate::telemetry::Metrics;
+use crate::telemetry::events::{Emit, Refusal};
 use crate::upstream::UpstreamError;
+
+/// JSON-RPC code for gateway-level failures (implementation-defined range).
+pub const GATEWAY_ERROR: i64 = -32000;
+
+/// Seconds a client is told to wait on a 503.
+const RETRY_AFTER_SECS: u32 = 1;
 
 /// An error answer of the HTTP API.
 #[derive(Debug)]
 pub struct ApiError {
-    pub status: StatusCode,
-    pub code: &'static str,
-    pub message: String,
+    status: StatusCode,
+    code: &'static str,
+    message: String,
     /// Seconds for `Retry-After` on 503.
-    pub retry_after: Option<u32>,
+    retry_after: Option<u32>,
     /// Extra JSON merged into the error object (the MCP server's own error, for instance).
-    pub detail: Option<serde_json::Value>,
+    detail: Option<serde_json::Value>,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self { status, code, message: message.into(), retry_after: None, detail: None }
     }
 
-    pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    /// No route matches the request.
+    pub fn no_route() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", "no such route")
     }
 
-    pub fn session_not_found() -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            "session_not_found",
-            "no such session: it expired, was deleted or never existed; initialize a new one",
-        )
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
     }
 
-    pub fn too_large(limit: usize) -> Self {
-        Self::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            format!("request body exceeds {limit} bytes"),
-        )
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Unavailable(_) | StoreError::Full => {
-                tracing::warn!(error = %e, "session store failed");
-                Self {
-                    retry_after: Some(1),
-                    ..Self::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "store_unavailable",
-                        "the session store is unavailable; retry shortly",
-                    )
-                }
-            }
-            StoreError::Corrupt(_) => {
-                tracing::error!(error = %e, "unreadable session record");
-                Self::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "store_corrupt",
-                    "the stored session is unreadable",
-                )
-            }
+    /// The same failure as a JSON-RPC error response (`/mcp`), with the same status.
+    fn into_rpc(self, id: &str) -> Response {
+        let mut response = rpc_response(self.status, id, GATEWAY_ERROR, &self.message);
+        if let Some(secs) = self.retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
+        response
     }
 }
 
-impl From<AuthError> for ApiError {
-    fn from(e: AuthError) -> Self {
-        match e {
-            AuthError::Malformed(_) => Self::new(StatusCode::BAD_REQUEST, "bad_credentials", e.to_string()),
-            AuthError::Invalid => Self::new(StatusCode::UNAUTHORIZED, "invalid_credentials", e.to_string()),
-            AuthError::Unavailable(_) => {
-                Self::new(StatusCode::BAD_GATEWAY, "auth_unavailable", e.to_string())
-            }
-        }
+/// The mapping: status, code, message and extras of every gateway failure.
+impl From<GatewayError> for ApiError {
+    fn from(e: GatewayError) -> Self {
+        let code = e.code();
+        let status = match &e {
+            GatewayError::BadRequest(_) | GatewayError::MissingSessionId => StatusCode::BAD_REQUEST,
+            GatewayError::BodyTooLarge(_) | GatewayError::StateTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::SessionNotFound | GatewayError::UnknownTool(_) => StatusCode::NOT_FOUND,
+            GatewayError::ToolDenied(_) => StatusCode::FORBIDDEN,
+            GatewayError::Contention | GatewayError::RngUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::SealFailed(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            GatewayError::CredentialsUnreadable(_) => StatusCode::UNAUTHORIZED,
+            GatewayError::Auth(e) => auth_status(e),
+            GatewayError::Store(e) => return store_error(e, code),
+            GatewayError::Upstream(e) => return upstream_error(e, code),
+        };
+        let retry_after = matches!(e, GatewayError::Contention).then_some(RETRY_AFTER_SECS);
+        Self { retry_after, ..Self::new(status, code, e.to_string()) }
     }
 }
 
-/// Status and stable code of an upstream failure: the one place they are decided.
-pub fn upstream_status(e: &UpstreamError) -> (StatusCode, &'static str) {
+fn auth_status(e: &AuthError) -> StatusCode {
     match e {
-        UpstreamError::Saturated => (StatusCode::SERVICE_UNAVAILABLE, "saturated"),
-        UpstreamError::UnknownServer(_) => (StatusCode::NOT_FOUND, "unknown_server"),
-        UpstreamError::Timeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
-        UpstreamError::TooLarge { .. } => (StatusCode::BAD_GATEWAY, "result_too_large"),
-        UpstreamError::Spawn(_) => (StatusCode::BAD_GATEWAY, "upstream_spawn_failed"),
-        UpstreamError::Exited => (StatusCode::BAD_GATEWAY, "upstream_exited"),
-        UpstreamError::Protocol(_) => (StatusCode::BAD_GATEWAY, "upstream_protocol"),
-        UpstreamError::Rpc(_) => (StatusCode::BAD_GATEWAY, "mcp_error"),
+        AuthError::Malformed(_) => StatusCode::BAD_REQUEST,
+        AuthError::Invalid | AuthError::Missing => StatusCode::UNAUTHORIZED,
+        AuthError::Unavailable(_) => StatusCode::BAD_GATEWAY,
     }
 }
 
-impl From<UpstreamError> for ApiError {
-    fn from(e: UpstreamError) -> Self {
-        let message = e.to_string();
-        let (status, code) = upstream_status(&e);
-        match e {
-            UpstreamError::Saturated => Self { retry_after: Some(1), ..Self::new(status, code, message) },
-            UpstreamError::Rpc(raw) => {
-                let detail: serde_json::Value =
-                    serde_json::from_str(raw.get()).unwrap_or(serde_json::Value::Null);
-                let rpc_code = detail.get("code").and_then(serde_json::Value::as_i64).unwrap_or(0);
-                let text = detail.get("message").and_then(|m| m.as_str()).unwrap_or("error").to_string();
-                // Bad method or params are the caller's mistake (an unknown tool, say).
-                let status =
-                    if (-32602..=-32600).contains(&rpc_code) { StatusCode::BAD_REQUEST } else { status };
-                Self {
-                    detail: Some(serde_json::json!({ "mcp_error": detail })),
-                    ..Self::new(status, code, format!("the MCP server answered: {text}"))
-                }
-            }
-            _ => Self::new(status, code, message),
+/// Store failures say nothing of the store's internals (they are logged and counted
+/// where they happen, at the store boundary).
+fn store_error(e: &StoreError, code: &'static str) -> ApiError {
+    match e {
+        StoreError::Unavailable(_) | StoreError::Full => ApiError {
+            retry_after: Some(RETRY_AFTER_SECS),
+            ..ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                code,
+                "the session store is unavailable; retry shortly",
+            )
+        },
+        StoreError::Corrupt(_) => {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, code, "the stored session is unreadable")
         }
+    }
+}
+
+fn upstream_error(e: &UpstreamError, code: &'static str) -> ApiError {
+    let status = match e {
+        UpstreamError::Saturated => StatusCode::SERVICE_UNAVAILABLE,
+        UpstreamError::UnknownServer(_) => StatusCode::NOT_FOUND,
+        UpstreamError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+        UpstreamError::TooLarge { .. }
+        | UpstreamError::Spawn(_)
+        | UpstreamError::Exited
+        | UpstreamError::Protocol(_)
+        | UpstreamError::Rpc(_) => StatusCode::BAD_GATEWAY,
+    };
+    match e {
+        UpstreamError::Saturated => {
+            ApiError { retry_after: Some(RETRY_AFTER_SECS), ..ApiError::new(status, code, e.to_string()) }
+        }
+        UpstreamError::Rpc(raw) => {
+            let detail: serde_json::Value =
+                serde_json::from_str(raw.get()).unwrap_or(serde_json::Value::Null);
+            let rpc_code = detail.get("code").and_then(serde_json::Value::as_i64).unwrap_or(0);
+            let text = detail.get("message").and_then(|m| m.as_str()).unwrap_or("error").to_string();
+            // Bad method or params are the caller's mistake (an unknown tool, say).
+            let status = if (code::INVALID_PARAMS..=code::INVALID_REQUEST).contains(&rpc_code) {
+                StatusCode::BAD_REQUEST
+            } else {
+                status
+            };
+            ApiError {
+                detail: Some(serde_json::json!({ "mcp_error": detail })),
+                ..ApiError::new(status, code, format!("the MCP server answered: {text}"))
+            }
+        }
+        _ => ApiError::new(status, code, e.to_string()),
     }
 }
 
@@ -134,5 +153,152 @@ impl IntoResponse for ApiError {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
+    }
+}
+
+impl IntoResponse for GatewayError {
+    fn into_response(self) -> Response {
+        ApiError::from(self).into_response()
+    }
+}
+
+/// A JSON-RPC error response with an HTTP status.
+fn rpc_response(status: StatusCode, id: &str, code: i64, message: &str) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], jsonrpc::error_response(id, code, message))
+        .into_response()
+}
+
+/// `/mcp`: a failure before the request ran (no session, refused credentials, store
+/// down…): the status, `Retry-After` and message of the HTTP mapping, as JSON-RPC.
+pub fn rpc_rejection(id: &str, e: GatewayError) -> Response {
+    ApiError::from(e).into_rpc(id)
+}
+
+/// `/mcp`: the JSON-RPC error line answering a request that failed. The MCP server's own
+/// error passes through untouched; the caller's mistakes are `-32602`; anything else is
+/// `-32000` with the message of the HTTP mapping.
+pub fn rpc_error_line(id: &str, e: GatewayError) -> String {
+    match e {
+        GatewayError::Upstream(UpstreamError::Rpc(error)) => {
+            format!(r#"{{"jsonrpc":"2.0","id":{id},"error":{}}}"#, error.get())
+        }
+        GatewayError::BadRequest(_)
+        | GatewayError::SessionNotFound
+        | GatewayError::UnknownTool(_)
+        | GatewayError::ToolDenied(_) => jsonrpc::error_response(id, code::INVALID_PARAMS, &e.to_string()),
+        e => jsonrpc::error_response(id, GATEWAY_ERROR, &ApiError::from(e).message),
+    }
+}
+
+/// `/mcp`: the answer to a request that failed before anything was streamed: `200` with
+/// the error line, except a saturated worker, which is `503` with `Retry-After`.
+pub fn rpc_answer(id: &str, e: GatewayError) -> Response {
+    if matches!(e, GatewayError::Upstream(UpstreamError::Saturated)) {
+        let mut response =
+            rpc_response(StatusCode::SERVICE_UNAVAILABLE, id, GATEWAY_ERROR, "worker saturated; retry");
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        return response;
+    }
+    json(StatusCode::OK, rpc_error_line(id, e))
+}
+
+/// A JSON body with a status.
+pub fn json(status: StatusCode, body: String) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// What the `/mcp` transport refuses before the gateway sees a request.
+#[derive(Debug)]
+pub enum Rejected {
+    /// `Origin` is neither loopback nor allowed.
+    Origin,
+    /// `Host` is neither loopback nor allowed, on a loopback listener.
+    Host,
+    /// `Accept` lacks one of the two types a client must take.
+    NotAcceptable,
+    /// `MCP-Protocol-Version` names a version not supported.
+    ProtocolVersion { asked: String, supported: String },
+    /// `Content-Type` is not JSON.
+    MediaType,
+    /// The body is over the limit.
+    BodyTooLarge(usize),
+    /// The body cannot be read or is not JSON (`-32700`).
+    Parse(String),
+    /// JSON, but not a JSON-RPC message (`-32600`).
+    Invalid(&'static str),
+    /// `initialize` on a session.
+    AlreadyInitialized,
+    /// A request other than `initialize` without a session id.
+    NoSession,
+    /// A batch from a session that did not negotiate 2025-03-26.
+    Batch,
+}
+
+impl Rejected {
+    fn reason(&self) -> Refusal {
+        match self {
+            Self::Origin => Refusal::Origin,
+            Self::Host => Refusal::Host,
+            Self::NotAcceptable => Refusal::NotAcceptable,
+            Self::ProtocolVersion { .. } => Refusal::ProtocolVersion,
+            Self::MediaType => Refusal::MediaType,
+            Self::BodyTooLarge(_) => Refusal::BodyTooLarge,
+            Self::Parse(_) | Self::Invalid(_) => Refusal::Malformed,
+            Self::AlreadyInitialized | Self::NoSession => Refusal::SessionHeader,
+            Self::Batch => Refusal::Batch,
+        }
+    }
+
+    /// Status, JSON-RPC code and message.
+    fn answer(&self) -> (StatusCode, i64, String) {
+        let bad = StatusCode::BAD_REQUEST;
+        match self {
+            Self::Origin => (StatusCode::FORBIDDEN, GATEWAY_ERROR, "Forbidden: invalid Origin header".into()),
+            Self::Host => (
+                StatusCode::MISDIRECTED_REQUEST,
+                GATEWAY_ERROR,
+                "Misdirected Request: invalid Host header".into(),
+            ),
+            Self::NotAcceptable => (
+                StatusCode::NOT_ACCEPTABLE,
+                GATEWAY_ERROR,
+                "Not Acceptable: Client must accept both application/json and text/event-stream".into(),
+            ),
+            Self::ProtocolVersion { asked, supported } => (
+                bad,
+                GATEWAY_ERROR,
+                format!("Bad Request: unsupported protocol version {asked} (supported: {supported})"),
+            ),
+            Self::MediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                GATEWAY_ERROR,
+                "Unsupported Media Type: Content-Type must be application/json".into(),
+            ),
+            Self::BodyTooLarge(limit) => {
+                (StatusCode::PAYLOAD_TOO_LARGE, GATEWAY_ERROR, GatewayError::BodyTooLarge(*limit).to_string())
+            }
+            Self::Parse(message) => (bad, code::PARSE_ERROR, message.clone()),
+            Self::Invalid(message) => (bad, code::INVALID_REQUEST, (*message).into()),
+            Self::AlreadyInitialized => {
+                (bad, code::INVALID_REQUEST, "Bad Request: already initialized".into())
+            }
+            Self::NoSession => (
+                bad,
+                code::INVALID_REQUEST,
+                "Bad Request: no Mcp-Session-Id header; send initialize first".into(),
+            ),
+            Self::Batch => (
+                bad,
+                code::INVALID_REQUEST,
+                "Invalid Request: batches are only allowed for protocol version 2025-03-26".into(),
+            ),
+        }
+    }
+
+    /// The refusal, counted and logged, as a JSON-RPC error response for request `id`.
+    pub fn respond(self, metrics: &Metrics, id: &str) -> Response {
+        self.reason().emit(metrics);
+        let (status, code, message) = self.answer();
+        rpc_response(status, id, code, &message)
     }
 }

@@ -1,6 +1,11 @@
-//! Inbound HTTP: the only module that imports axum. [`router`] builds the
-//! routes over an [`AppState`]; [`run`] serves them on a listener it is given
-//! until a shutdown future resolves, then drains (bounded) and kills children.
+//! Inbound HTTP: the only module that imports axum. [`router`] builds the routes over
+//! an [`AppState`]; [`run`] serves them on a listener it is given until a shutdown
+//! future resolves, then drains (bounded) and kills children.
+//!
+//! The handlers are thin adapters: `routes.rs` (the legacy JSON API) and `mcp.rs`
+//! (Streamable HTTP) parse a request, call the [`Gateway`], and render the answer;
+//! `error.rs` is the one mapping from errors to statuses and bodies; `body.rs` reads
+//! bounded bodies; `admin.rs` answers health, readiness and metrics.
 //!
 //! **Invariant:** no session state lives here between requests; everything a
 //! request needs is loaded from the store and written back before it answers.
@@ -17,58 +22,63 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
 
-use crate::auth::Authenticator;
 use crate::config::Config;
-use crate::crypto::Sealer;
-use crate::store::{Keys, SessionStore};
+use crate::gateway::{Gateway, StartError};
+use crate::store::SessionStore;
 use crate::telemetry::Metrics;
-use crate::upstream::{McpManager, ReplyRouter};
+use crate::telemetry::events::{Emit, RequestCompleted};
 
 mod admin;
-pub mod calls;
+mod body;
 pub mod error;
 mod mcp;
 mod routes;
 
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may panic on purpose
+mod tests;
+
+pub use crate::protocol::SESSION_HEADER;
 pub use error::ApiError;
-pub use mcp::{Inflight, spawn_dispatcher};
 
-/// Everything a request handler may use; cheap to clone.
+/// Longest wait for every child to be reaped once serving has stopped.
+const REAP_BOUND: Duration = Duration::from_secs(10);
+
+/// What every handler may use; cheap to clone. Derefs to the [`Gateway`].
 #[derive(Clone)]
-pub struct AppState(Arc<Shared>);
-
-/// The parts of the state, built once at start-up.
-pub struct Shared {
-    pub config: Config,
-    pub store: Arc<dyn SessionStore>,
-    pub sealer: Sealer,
-    pub auth: Authenticator,
-    pub manager: Arc<McpManager>,
-    pub metrics: Arc<Metrics>,
-    /// Set on SIGTERM: readiness turns false while in-flight requests finish.
-    pub draining: AtomicBool,
-    /// Pending server-to-client requests of this worker's children (`/mcp`).
-    pub relay: Arc<ReplyRouter>,
-    /// `/mcp` requests running here, for `notifications/cancelled` from any worker.
-    pub inflight: mcp::Inflight,
-    /// Names of store keys and channels.
-    pub keys: Keys,
-    /// Cache policies, filters and size caps per tool.
-    pub policies: calls::Policies,
-    /// Tool lists of the servers, as last fetched.
-    pub catalog: calls::Catalog,
+pub struct AppState {
+    gateway: Arc<Gateway>,
+    /// Set on shutdown: readiness turns false while in-flight requests finish.
+    draining: Arc<AtomicBool>,
 }
 
 impl AppState {
-    pub fn new(shared: Shared) -> Self {
-        Self(Arc::new(shared))
+    /// Builds the whole worker from its config and store (see [`Gateway::new`]);
+    /// `worker_env` is the worker's environment, for the servers' `inherit_env`.
+    pub fn new(
+        config: Config,
+        store: Arc<dyn SessionStore>,
+        metrics: Arc<Metrics>,
+        worker_env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, StartError> {
+        Ok(Self::from_gateway(Gateway::new(config, store, metrics, worker_env)?))
+    }
+
+    /// Wraps an assembled gateway.
+    pub fn from_gateway(gateway: Gateway) -> Self {
+        Self { gateway: Arc::new(gateway), draining: Arc::new(AtomicBool::new(false)) }
+    }
+
+    /// Whether the worker is shutting down.
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
     }
 }
 
 impl std::ops::Deref for AppState {
-    type Target = Shared;
-    fn deref(&self) -> &Shared {
-        &self.0
+    type Target = Gateway;
+    fn deref(&self) -> &Gateway {
+        &self.gateway
     }
 }
 
@@ -86,8 +96,8 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(admin::healthz))
         .route("/readyz", get(admin::readyz))
         .route("/metrics", get(admin::metrics))
-        .fallback(|| async { ApiError::new(axum::http::StatusCode::NOT_FOUND, "not_found", "no such route") })
-        // Bodies are read by the handlers with their own bound (see routes::read_body).
+        .fallback(|| async { ApiError::no_route() })
+        // Bodies are read by the handlers with their own bound (see body::read).
         .layer(DefaultBodyLimit::disable())
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
@@ -111,11 +121,9 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
         .map_or_else(new_request_id, String::from);
     let span = tracing::info_span!("request", id = %request_id, %method, route = %route);
     let mut response = next.run(request).instrument(span.clone()).await;
-    let status = response.status().as_u16();
-    state.metrics.request(&route, status, started.elapsed());
-    span.in_scope(|| {
-        tracing::debug!(status, elapsed_ms = started.elapsed().as_secs_f64() * 1e3, "request done")
-    });
+    let event =
+        RequestCompleted { route: &route, status: response.status().as_u16(), elapsed: started.elapsed() };
+    span.in_scope(|| event.emit(&state.metrics));
     if let Ok(value) = axum::http::HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", value);
     }
@@ -130,11 +138,16 @@ fn new_request_id() -> String {
 
 /// Serves until `shutdown` resolves, then: readiness false, stop accepting, let in-flight
 /// requests finish within the drain timeout, kill and reap every child, return.
+///
+/// Starts what a worker runs beside its requests: the dispatcher of answers and
+/// cancellations published by other workers, and the warm pools of `prespawn` servers.
 pub async fn run(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    state.gateway.spawn_dispatcher();
+    state.manager.start_prespawning();
     let app = router(state.clone());
     let begun = Arc::new(tokio::sync::Notify::new());
     let signal = {
@@ -157,7 +170,7 @@ pub async fn run(
             tracing::warn!(secs = drain.as_secs_f64(), "drain timeout reached; abandoning the remaining requests");
         }
     }
-    if !state.manager.shutdown(Duration::from_secs(10)).await {
+    if !state.manager.shutdown(REAP_BOUND).await {
         tracing::warn!("some MCP server processes were not reaped within 10 s");
     }
     tracing::info!("stopped");

@@ -1,19 +1,37 @@
 //! The embedded in-process store: the same semantics as Redis for one process,
 //! so `switchboard serve` works with nothing else running. Expiry is checked on
 //! access (no background thread); the map is bounded and swept when it grows.
+//! Time comes from an injected [`Clock`], so tests let it pass without sleeping.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 
-use super::{CasOutcome, SessionStore, StoreError};
+use super::{CasOutcome, Failures, SessionStore, StoreError};
 use crate::session::{SessionId, SessionRecord};
+use crate::telemetry::Metrics;
+use crate::telemetry::events::store::{StoreErrorKind, StoreOp};
 
 /// Most sessions the embedded store holds; beyond it creation fails with [`StoreError::Full`].
-const MAX_SESSIONS: usize = 100_000;
+pub(super) const MAX_SESSIONS: usize = 100_000;
+
+/// Where the embedded store reads the time that expiries are measured on.
+pub trait Clock: Send + Sync + 'static {
+    fn now(&self) -> Instant;
+}
+
+/// The monotonic clock of the operating system.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+}
 
 /// Channels a subscriber listens to, and where its `(channel, payload)` messages go.
 type Subscriber = (Vec<String>, mpsc::Sender<(String, String)>);
@@ -23,59 +41,130 @@ type SessionCache = (HashMap<String, (String, u64)>, usize);
 
 #[derive(Default)]
 struct Inner {
+    /// Live sessions and when each expires.
     sessions: HashMap<String, (SessionRecord, Instant)>,
-    /// Result-cache entries per session: field → (value, stored at), and the bytes held.
+    /// Result-cache entries per session; they live and die with the session.
     caches: HashMap<String, SessionCache>,
+    /// Single-flight locks and when each lapses.
     locks: HashMap<String, Instant>,
-    logs: HashMap<String, std::collections::VecDeque<String>>,
+    /// Activity logs per session, newest first; they live and die with the session.
+    logs: HashMap<String, VecDeque<String>>,
+    /// Shared values (tool lists) and when each expires.
     shared: HashMap<String, (String, Instant)>,
     subscribers: Vec<Subscriber>,
 }
 
+impl Inner {
+    /// The session `id` if it has not expired; an expired one is dropped with its cache and log.
+    fn session(&mut self, id: &str, now: Instant) -> Option<&mut (SessionRecord, Instant)> {
+        if self.sessions.get(id).is_some_and(|(_, exp)| *exp <= now) {
+            self.sessions.remove(id);
+            self.caches.remove(id);
+            self.logs.remove(id);
+        }
+        self.sessions.get_mut(id)
+    }
+
+    /// Drops every expired session (with its cache and log) and shared value.
+    fn sweep(&mut self, now: Instant) {
+        self.sessions.retain(|_, (_, exp)| *exp > now);
+        let Inner { sessions, caches, logs, .. } = self;
+        caches.retain(|id, _| sessions.contains_key(id));
+        logs.retain(|id, _| sessions.contains_key(id));
+        self.shared.retain(|_, (_, exp)| *exp > now);
+    }
+}
+
 /// A single-process store (the zero-setup default).
-#[derive(Default)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
+    clock: Arc<dyn Clock>,
+    failures: Failures,
 }
 
 impl MemoryStore {
-    pub fn new() -> Self {
-        Self::default()
+    /// A store on the system clock; its failures are counted in `metrics`.
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Self::with_clock(metrics, Arc::new(SystemClock))
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> T {
+    /// A store whose expiries are measured on `clock`.
+    pub fn with_clock(metrics: Arc<Metrics>, clock: Arc<dyn Clock>) -> Self {
+        Self { inner: Mutex::default(), clock, failures: Failures { metrics } }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Inner, Instant) -> T) -> T {
         // A poisoned lock only means another request panicked mid-update of plain data.
         let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut guard)
+        f(&mut guard, self.clock.now())
     }
-}
 
-fn live<'a, V>(map: &'a mut HashMap<String, (V, Instant)>, key: &str) -> Option<&'a mut (V, Instant)> {
-    let now = Instant::now();
-    if map.get(key).is_some_and(|(_, exp)| *exp <= now) {
-        map.remove(key);
+    /// Time left before the session `id` expires (its cache and log go with it).
+    #[cfg(test)]
+    pub(super) fn session_expires_in(&self, id: &SessionId) -> Option<Duration> {
+        self.with(|inner, now| inner.session(id.as_str(), now).map(|(_, exp)| exp.duration_since(now)))
     }
-    map.get_mut(key)
+
+    /// Time left before the lock `name` of `id` lapses.
+    #[cfg(test)]
+    pub(super) fn lock_expires_in(&self, id: &SessionId, name: &str) -> Option<Duration> {
+        self.with(|inner, now| {
+            inner
+                .locks
+                .get(&format!("{id}:{name}"))
+                .filter(|until| **until > now)
+                .map(|u| u.duration_since(now))
+        })
+    }
+
+    /// Time left before the shared value `name` expires.
+    #[cfg(test)]
+    pub(super) fn shared_expires_in(&self, name: &str) -> Option<Duration> {
+        self.with(|inner, now| {
+            inner.shared.get(name).filter(|(_, exp)| *exp > now).map(|(_, exp)| exp.duration_since(now))
+        })
+    }
+
+    /// Whether the session has a result cache, and an activity log.
+    #[cfg(test)]
+    pub(super) fn has_cache_and_log(&self, id: &SessionId) -> (bool, bool) {
+        self.with(|inner, now| {
+            let live = inner.session(id.as_str(), now).is_some();
+            let cache = inner.caches.get(id.as_str()).is_some_and(|(entries, _)| !entries.is_empty());
+            (live && cache, live && inner.logs.contains_key(id.as_str()))
+        })
+    }
+
+    /// The session's activity log, newest first.
+    #[cfg(test)]
+    pub(super) fn activity(&self, id: &SessionId) -> Vec<String> {
+        self.with(|inner, now| {
+            inner.session(id.as_str(), now);
+            inner.logs.get(id.as_str()).map(|log| log.iter().cloned().collect()).unwrap_or_default()
+        })
+    }
 }
 
 #[async_trait]
 impl SessionStore for MemoryStore {
     async fn create(&self, id: &SessionId, record: &SessionRecord, ttl: Duration) -> Result<(), StoreError> {
-        self.with(|inner| {
+        let refused = self.with(|inner, now| {
+            if inner.session(id.as_str(), now).is_some() {
+                return Some((StoreErrorKind::Corrupt, StoreError::Corrupt("session id collision".into())));
+            }
             if inner.sessions.len() >= MAX_SESSIONS {
-                let now = Instant::now();
-                inner.sessions.retain(|_, (_, exp)| *exp > now);
-                let Inner { sessions, caches, logs, .. } = &mut *inner;
-                caches.retain(|id, _| sessions.contains_key(id));
-                logs.retain(|id, _| sessions.contains_key(id));
-                inner.shared.retain(|_, (_, exp)| *exp > now);
+                inner.sweep(now);
                 if inner.sessions.len() >= MAX_SESSIONS {
-                    return Err(StoreError::Full);
+                    return Some((StoreErrorKind::Full, StoreError::Full));
                 }
             }
-            inner.sessions.insert(id.to_string(), (record.clone(), Instant::now() + ttl));
-            Ok(())
-        })
+            inner.sessions.insert(id.to_string(), (record.clone(), now + ttl));
+            None
+        });
+        match refused {
+            Some((kind, error)) => Err(self.failures.report(StoreOp::Create, Some(id), kind, error)),
+            None => Ok(()),
+        }
     }
 
     async fn load(
@@ -84,10 +173,10 @@ impl SessionStore for MemoryStore {
         now_ms: u64,
         ttl: Duration,
     ) -> Result<Option<SessionRecord>, StoreError> {
-        Ok(self.with(|inner| {
-            live(&mut inner.sessions, id.as_str()).map(|(record, exp)| {
+        Ok(self.with(|inner, now| {
+            inner.session(id.as_str(), now).map(|(record, exp)| {
                 record.last_seen_ms = now_ms;
-                *exp = Instant::now() + ttl;
+                *exp = now + ttl;
                 record.clone()
             })
         }))
@@ -100,13 +189,23 @@ impl SessionStore for MemoryStore {
         ttl: Duration,
         field: &str,
     ) -> Result<Option<(SessionRecord, Option<String>)>, StoreError> {
-        let record = self.load(id, now_ms, ttl).await?;
-        let cached = if field.is_empty() { None } else { self.cache_get(id, field).await? };
-        Ok(record.map(|r| (r, cached)))
+        Ok(self.with(|inner, now| {
+            let (record, exp) = inner.session(id.as_str(), now)?;
+            record.last_seen_ms = now_ms;
+            *exp = now + ttl;
+            let record = record.clone();
+            if field.is_empty() {
+                return Some((record, None));
+            }
+            let cached =
+                inner.caches.get(id.as_str()).and_then(|(c, _)| c.get(field)).map(|(v, _)| v.clone());
+            Some((record, cached))
+        }))
     }
 
     async fn cache_get(&self, id: &SessionId, field: &str) -> Result<Option<String>, StoreError> {
-        Ok(self.with(|inner| {
+        Ok(self.with(|inner, now| {
+            inner.session(id.as_str(), now)?;
             inner.caches.get(id.as_str()).and_then(|(c, _)| c.get(field)).map(|(v, _)| v.clone())
         }))
     }
@@ -120,8 +219,8 @@ impl SessionStore for MemoryStore {
         _ttl: Duration,
         budget: usize,
     ) -> Result<(), StoreError> {
-        self.with(|inner| {
-            if live(&mut inner.sessions, id.as_str()).is_none() {
+        self.with(|inner, now| {
+            if inner.session(id.as_str(), now).is_none() {
                 return;
             }
             let (entries, bytes) = inner.caches.entry(id.to_string()).or_default();
@@ -143,8 +242,8 @@ impl SessionStore for MemoryStore {
     }
 
     async fn log_activity(&self, id: &SessionId, entry: &str, _ttl: Duration) -> Result<(), StoreError> {
-        self.with(|inner| {
-            if live(&mut inner.sessions, id.as_str()).is_some() {
+        self.with(|inner, now| {
+            if inner.session(id.as_str(), now).is_some() {
                 let log = inner.logs.entry(id.to_string()).or_default();
                 log.push_front(entry.to_string());
                 log.truncate(super::ACTIVITY_LOG_LEN);
@@ -154,13 +253,11 @@ impl SessionStore for MemoryStore {
     }
 
     async fn try_lock(&self, id: &SessionId, name: &str, ttl: Duration) -> Result<bool, StoreError> {
-        Ok(self.with(|inner| {
-            let key = format!("{id}:{name}");
-            let now = Instant::now();
+        Ok(self.with(|inner, now| {
             inner.locks.retain(|_, until| *until > now);
-            match inner.locks.entry(key) {
-                std::collections::hash_map::Entry::Occupied(_) => false,
-                std::collections::hash_map::Entry::Vacant(slot) => {
+            match inner.locks.entry(format!("{id}:{name}")) {
+                Entry::Occupied(_) => false,
+                Entry::Vacant(slot) => {
                     slot.insert(now + ttl);
                     true
                 }
@@ -169,7 +266,7 @@ impl SessionStore for MemoryStore {
     }
 
     async fn unlock(&self, id: &SessionId, name: &str) -> Result<(), StoreError> {
-        self.with(|inner| inner.locks.remove(&format!("{id}:{name}")));
+        self.with(|inner, _| inner.locks.remove(&format!("{id}:{name}")));
         Ok(())
     }
 
@@ -181,16 +278,18 @@ impl SessionStore for MemoryStore {
         now_ms: u64,
         ttl: Duration,
     ) -> Result<CasOutcome, StoreError> {
-        let value: serde_json::Value =
-            serde_json::from_str(state).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        Ok(self.with(|inner| match live(&mut inner.sessions, id.as_str()) {
+        let value: serde_json::Value = serde_json::from_str(state).map_err(|e| {
+            let error = StoreError::Corrupt(format!("state: {e}"));
+            self.failures.report(StoreOp::ReplaceState, Some(id), StoreErrorKind::Corrupt, error)
+        })?;
+        Ok(self.with(|inner, now| match inner.session(id.as_str(), now) {
             None => CasOutcome::Missing,
             Some((record, _)) if record.state_rev != expected_rev => CasOutcome::Conflict,
             Some((record, exp)) => {
                 record.state = value;
                 record.state_rev += 1;
                 record.last_seen_ms = now_ms;
-                *exp = Instant::now() + ttl;
+                *exp = now + ttl;
                 CasOutcome::Applied
             }
         }))
@@ -204,13 +303,13 @@ impl SessionStore for MemoryStore {
         now_ms: u64,
         ttl: Duration,
     ) -> Result<bool, StoreError> {
-        Ok(self.with(|inner| match live(&mut inner.sessions, id.as_str()) {
+        Ok(self.with(|inner, now| match inner.session(id.as_str(), now) {
             Some((record, exp)) => {
                 if field == "log_level" {
                     record.log_level = Some(value.to_string());
                 }
                 record.last_seen_ms = now_ms;
-                *exp = Instant::now() + ttl;
+                *exp = now + ttl;
                 true
             }
             None => false,
@@ -218,8 +317,8 @@ impl SessionStore for MemoryStore {
     }
 
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
-        Ok(self.with(|inner| {
-            let existed = live(&mut inner.sessions, id.as_str()).is_some();
+        Ok(self.with(|inner, now| {
+            let existed = inner.session(id.as_str(), now).is_some();
             inner.sessions.remove(id.as_str());
             inner.caches.remove(id.as_str());
             inner.logs.remove(id.as_str());
@@ -228,22 +327,26 @@ impl SessionStore for MemoryStore {
     }
 
     async fn get_shared(&self, name: &str) -> Result<Option<String>, StoreError> {
-        Ok(self.with(|inner| live(&mut inner.shared, name).map(|(v, _)| v.clone())))
+        Ok(self.with(|inner, now| {
+            if inner.shared.get(name).is_some_and(|(_, exp)| *exp <= now) {
+                inner.shared.remove(name);
+            }
+            inner.shared.get(name).map(|(v, _)| v.clone())
+        }))
     }
 
     async fn put_shared(&self, name: &str, value: &str, ttl: Duration) -> Result<(), StoreError> {
-        self.with(|inner| {
+        self.with(|inner, now| {
             if inner.shared.len() >= MAX_SESSIONS {
-                let now = Instant::now();
                 inner.shared.retain(|_, (_, exp)| *exp > now);
             }
-            inner.shared.insert(name.to_string(), (value.to_string(), Instant::now() + ttl));
+            inner.shared.insert(name.to_string(), (value.to_string(), now + ttl));
         });
         Ok(())
     }
 
     async fn publish(&self, channel: &str, message: &str) -> Result<(), StoreError> {
-        self.with(|inner| {
+        self.with(|inner, _| {
             inner.subscribers.retain(|(_, sink)| !sink.is_closed());
             for (channels, sink) in &inner.subscribers {
                 if channels.iter().any(|c| c == channel) {
@@ -255,7 +358,7 @@ impl SessionStore for MemoryStore {
     }
 
     fn subscribe(&self, channels: Vec<String>, sink: mpsc::Sender<(String, String)>) {
-        self.with(|inner| inner.subscribers.push((channels, sink)));
+        self.with(|inner, _| inner.subscribers.push((channels, sink)));
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

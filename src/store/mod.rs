@@ -6,24 +6,37 @@
 //! the same atomic step; concurrent writers never lose each other's updates
 //! (state changes are compare-and-set on a revision, done inside one Lua script).
 //!
+//! Both are held to one behaviour by the contract suite in [`contract`], run on
+//! [`MemoryStore`] by the unit tests and on [`RedisStore`] by `tests/it`.
+//!
+//! Every failed operation is logged and counted once, by the store itself, with the
+//! [`StoreFailed`] event; callers map the error they get but do not log or count it.
+//!
 //! **Invariant:** all keys of one session carry the hash tag `{session id}`, so
 //! they live in one Cluster slot and one script can touch them together.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 
 use crate::session::{SessionId, SessionRecord};
+use crate::telemetry::Metrics;
+use crate::telemetry::events::store::{StoreErrorKind, StoreFailed, StoreOp};
 
 pub mod admin;
 mod connection;
+#[doc(hidden)]
+pub mod contract;
 mod memory;
 mod redis;
+#[cfg(test)]
+mod tests;
 
 pub use connection::Topology;
 
-pub use memory::MemoryStore;
+pub use memory::{Clock, MemoryStore, SystemClock};
 pub use redis::RedisStore;
 
 /// Why the store could not answer. Every variant means "try again later" to a client,
@@ -191,6 +204,26 @@ impl Keys {
 /// Entries kept in a session's activity log: enough to see what a session did lately,
 /// small enough (about 1 KB) that a session stays around 2 KB in Redis.
 pub const ACTIVITY_LOG_LEN: usize = 10;
+
+/// The one place a store's failures leave it: each is logged and counted here, once.
+#[derive(Clone)]
+struct Failures {
+    metrics: Arc<Metrics>,
+}
+
+impl Failures {
+    /// Emits [`StoreFailed`] and hands the error on to the caller.
+    fn report(
+        &self,
+        op: StoreOp,
+        session: Option<&SessionId>,
+        kind: StoreErrorKind,
+        error: StoreError,
+    ) -> StoreError {
+        StoreFailed { op, kind, session, error: &error }.emit(&self.metrics);
+        error
+    }
+}
 
 fn ttl_ms(ttl: Duration) -> u64 {
     u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)

@@ -1,19 +1,22 @@
 //! The Redis implementation of [`SessionStore`]: one hash per session under
 //! `prefix{id}`, read-modify-write only inside Lua scripts (never WATCH/MULTI on
-//! the shared multiplexed connection), one round trip per operation.
+//! the shared multiplexed connection), one round trip per operation. Every
+//! operation runs through [`RedisStore::run`], where its failure is reported once.
 
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use std::sync::Arc;
-
 use redis::{AsyncCommands, Script};
 use tokio::sync::mpsc;
 
 use super::connection::{Conn, Connector, Topology};
-use super::{CasOutcome, Keys, SessionStore, StoreError, ttl_ms};
+use super::{CasOutcome, Failures, Keys, SessionStore, StoreError, ttl_ms};
 use crate::config::redact_url_password;
 use crate::session::{SCHEMA_VERSION, SessionId, SessionRecord};
+use crate::telemetry::Metrics;
+use crate::telemetry::events::store::{StoreErrorKind, StoreOp};
 
 /// Creates the hash unless it exists, then sets its expiry. Returns 1 if created.
 const CREATE: &str = r"
@@ -33,6 +36,9 @@ local cached = false
 if ARGV[3] ~= '' then cached = redis.call('HGET', KEYS[2], ARGV[3]) end
 return {redis.call('HGETALL', KEYS[1]), cached}
 ";
+
+/// What [`LOAD`] answers: nil, or the record's fields and the cache entry asked for.
+type LoadReply = Option<(Vec<(String, String)>, Option<String>)>;
 
 /// Stores a cache entry and evicts the oldest while over budget.
 /// KEYS: session, cache, age. ARGV: field, value, now_ms, ttl_ms, budget.
@@ -59,15 +65,27 @@ redis.call('PEXPIRE', KEYS[3], ARGV[4])
 return 1
 ";
 
-/// Sets one field of an existing session and touches it: 1 if set, 0 if there is no session.
+/// Appends to the activity log of an existing session, capped, with the session's TTL.
+/// KEYS: session, log. ARGV: entry, length cap, ttl_ms.
+const LOG_ACTIVITY: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('LPUSH', KEYS[2], ARGV[1])
+redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[2]) - 1)
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+return 1
+";
+
+/// Sets one field of an existing session and touches it (TTL reset on all its keys):
+/// 1 if set, 0 if there is no session. KEYS: session, cache, age, log.
 const SET_FIELD: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2], 'last_seen_ms', ARGV[3])
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
+for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], ARGV[4]) end
 return 1
 ";
 
 /// Compare-and-set of `state` on `state_rev`: -1 missing, 0 conflict, 1 applied.
+/// KEYS: session, cache, age, log (all touched when applied).
 const REPLACE_STATE: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local rev = tonumber(redis.call('HGET', KEYS[1], 'state_rev') or '0')
@@ -85,8 +103,22 @@ pub struct RedisStore {
     create: Script,
     load: Script,
     cache_put: Script,
+    log_activity: Script,
     set_field: Script,
     replace_state: Script,
+    failures: Failures,
+}
+
+/// Why an operation failed, before [`RedisStore::run`] reports it.
+enum Fault {
+    Redis(redis::RedisError),
+    Corrupt(String),
+}
+
+impl From<redis::RedisError> for Fault {
+    fn from(e: redis::RedisError) -> Self {
+        Fault::Redis(e)
+    }
 }
 
 fn unavailable(e: redis::RedisError) -> StoreError {
@@ -94,10 +126,27 @@ fn unavailable(e: redis::RedisError) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
+/// The kind an operator tells outages apart by.
+fn kind_of(e: &redis::RedisError) -> StoreErrorKind {
+    if e.is_timeout() {
+        StoreErrorKind::Timeout
+    } else if e.is_io_error() || e.is_connection_refusal() || e.is_connection_dropped() {
+        StoreErrorKind::Connection
+    } else {
+        StoreErrorKind::Rejected
+    }
+}
+
 impl RedisStore {
     /// Connects to `url`. Operations time out after `op_timeout` so a dead Redis is a
     /// quick 503, never a hang; the connection is re-established in the background.
-    pub async fn connect(url: &str, prefix: &str, op_timeout: Duration) -> Result<Self, StoreError> {
+    /// Failed operations are counted in `metrics`.
+    pub async fn connect(
+        url: &str,
+        prefix: &str,
+        op_timeout: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, StoreError> {
         let topology = Topology::parse(url).map_err(StoreError::Unavailable)?;
         let connector = Connector::connect(&topology, op_timeout).await.map_err(unavailable)?;
         Ok(Self {
@@ -107,8 +156,10 @@ impl RedisStore {
             create: Script::new(CREATE),
             load: Script::new(LOAD),
             cache_put: Script::new(CACHE_PUT),
+            log_activity: Script::new(LOG_ACTIVITY),
             set_field: Script::new(SET_FIELD),
             replace_state: Script::new(REPLACE_STATE),
+            failures: Failures { metrics },
         })
     }
 
@@ -117,13 +168,50 @@ impl RedisStore {
         self.connector.conn()
     }
 
-    /// Maps a failed operation to [`StoreError::Unavailable`]; with Sentinel, a failure that a
-    /// failover explains starts resolving the master again in the background.
-    fn fail(&self) -> impl Fn(redis::RedisError) -> StoreError + '_ {
-        move |e| {
-            self.connector.note_error(&e);
-            unavailable(e)
-        }
+    /// Runs one operation; a failure is reported once, here, and mapped to [`StoreError`].
+    /// With Sentinel, a failure that a failover explains starts resolving the master again
+    /// in the background.
+    async fn run<T>(
+        &self,
+        op: StoreOp,
+        session: Option<&SessionId>,
+        work: impl Future<Output = Result<T, Fault>>,
+    ) -> Result<T, StoreError> {
+        work.await.map_err(|fault| {
+            let (kind, error) = match fault {
+                Fault::Redis(e) => {
+                    self.connector.note_error(&e);
+                    (kind_of(&e), unavailable(e))
+                }
+                Fault::Corrupt(why) => (StoreErrorKind::Corrupt, StoreError::Corrupt(why)),
+            };
+            self.failures.report(op, session, kind, error)
+        })
+    }
+
+    /// All keys of a session, the record first: what a touch resets the TTL of.
+    fn session_keys(&self, id: &SessionId) -> [String; 4] {
+        let (cache, age) = self.keys.cache(id);
+        [self.keys.session(id), cache, age, self.keys.log(id)]
+    }
+
+    /// The touch-and-read of [`SessionStore::load_with_cache`].
+    async fn touch(
+        &self,
+        id: &SessionId,
+        now_ms: u64,
+        ttl: Duration,
+        field: &str,
+    ) -> Result<Option<(SessionRecord, Option<String>)>, Fault> {
+        let reply: LoadReply = self
+            .load
+            .key(&self.session_keys(id))
+            .arg(now_ms)
+            .arg(ttl_ms(ttl))
+            .arg(field)
+            .invoke_async(&mut self.conn())
+            .await?;
+        reply.map(|(fields, cached)| Ok((from_fields(fields).map_err(Fault::Corrupt)?, cached))).transpose()
     }
 
     /// The key layout, for tools that inspect Redis directly.
@@ -169,7 +257,8 @@ fn to_fields(record: &SessionRecord) -> Vec<(&'static str, String)> {
     ]
 }
 
-fn from_fields(fields: Vec<(String, String)>) -> Result<SessionRecord, StoreError> {
+/// Reads a stored hash; the error names the unreadable field, never its value.
+fn from_fields(fields: Vec<(String, String)>) -> Result<SessionRecord, String> {
     let mut record = SessionRecord {
         schema: 0,
         created_ms: 0,
@@ -183,7 +272,7 @@ fn from_fields(fields: Vec<(String, String)>) -> Result<SessionRecord, StoreErro
         state_rev: 0,
         log_level: None,
     };
-    let corrupt = |field: &str, e: &dyn std::fmt::Display| StoreError::Corrupt(format!("{field}: {e}"));
+    let corrupt = |field: &str, e: &dyn std::fmt::Display| format!("{field}: {e}");
     let num = |field: &str, v: &str| v.parse::<u64>().map_err(|e| corrupt(field, &e));
     let json = |field: &str, v: &str| serde_json::from_str(v).map_err(|e| corrupt(field, &e));
     for (name, value) in fields {
@@ -204,7 +293,7 @@ fn from_fields(fields: Vec<(String, String)>) -> Result<SessionRecord, StoreErro
         }
     }
     if record.schema == 0 || record.schema > SCHEMA_VERSION {
-        return Err(StoreError::Corrupt(format!("unknown record schema {}", record.schema)));
+        return Err(format!("unknown record schema {}", record.schema));
     }
     Ok(record)
 }
@@ -212,13 +301,16 @@ fn from_fields(fields: Vec<(String, String)>) -> Result<SessionRecord, StoreErro
 #[async_trait]
 impl SessionStore for RedisStore {
     async fn create(&self, id: &SessionId, record: &SessionRecord, ttl: Duration) -> Result<(), StoreError> {
-        let mut invocation = self.create.key(self.keys.session(id));
-        invocation.arg(ttl_ms(ttl));
-        for (name, value) in to_fields(record) {
-            invocation.arg(name).arg(value);
-        }
-        let created: i64 = invocation.invoke_async(&mut self.conn()).await.map_err(self.fail())?;
-        if created == 1 { Ok(()) } else { Err(StoreError::Corrupt("session id collision".into())) }
+        self.run(StoreOp::Create, Some(id), async {
+            let mut invocation = self.create.key(self.keys.session(id));
+            invocation.arg(ttl_ms(ttl));
+            for (name, value) in to_fields(record) {
+                invocation.arg(name).arg(value);
+            }
+            let created: i64 = invocation.invoke_async(&mut self.conn()).await?;
+            if created == 1 { Ok(()) } else { Err(Fault::Corrupt("session id collision".into())) }
+        })
+        .await
     }
 
     async fn load(
@@ -227,7 +319,8 @@ impl SessionStore for RedisStore {
         now_ms: u64,
         ttl: Duration,
     ) -> Result<Option<SessionRecord>, StoreError> {
-        Ok(self.load_with_cache(id, now_ms, ttl, "").await?.map(|(record, _)| record))
+        let touched = self.run(StoreOp::Load, Some(id), self.touch(id, now_ms, ttl, "")).await?;
+        Ok(touched.map(|(record, _)| record))
     }
 
     async fn load_with_cache(
@@ -237,24 +330,14 @@ impl SessionStore for RedisStore {
         ttl: Duration,
         field: &str,
     ) -> Result<Option<(SessionRecord, Option<String>)>, StoreError> {
-        let (cache, age) = self.keys.cache(id);
-        let reply: Option<(Vec<(String, String)>, Option<String>)> = self
-            .load
-            .key(self.keys.session(id))
-            .key(cache)
-            .key(age)
-            .key(self.keys.log(id))
-            .arg(now_ms)
-            .arg(ttl_ms(ttl))
-            .arg(field)
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(self.fail())?;
-        reply.map(|(fields, cached)| Ok((from_fields(fields)?, cached))).transpose()
+        self.run(StoreOp::LoadWithCache, Some(id), self.touch(id, now_ms, ttl, field)).await
     }
 
     async fn cache_get(&self, id: &SessionId, field: &str) -> Result<Option<String>, StoreError> {
-        self.conn().hget(self.keys.cache(id).0, field).await.map_err(self.fail())
+        self.run(StoreOp::CacheGet, Some(id), async {
+            Ok(self.conn().hget(self.keys.cache(id).0, field).await?)
+        })
+        .await
     }
 
     async fn cache_put(
@@ -267,45 +350,55 @@ impl SessionStore for RedisStore {
         budget: usize,
     ) -> Result<(), StoreError> {
         let (cache, age) = self.keys.cache(id);
-        let _: i64 = self
-            .cache_put
-            .key(self.keys.session(id))
-            .key(cache)
-            .key(age)
-            .arg(field)
-            .arg(value)
-            .arg(now_ms)
-            .arg(ttl_ms(ttl))
-            .arg(budget)
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(self.fail())?;
-        Ok(())
+        self.run(StoreOp::CachePut, Some(id), async {
+            let _: i64 = self
+                .cache_put
+                .key(self.keys.session(id))
+                .key(cache)
+                .key(age)
+                .arg(field)
+                .arg(value)
+                .arg(now_ms)
+                .arg(ttl_ms(ttl))
+                .arg(budget)
+                .invoke_async(&mut self.conn())
+                .await?;
+            Ok(())
+        })
+        .await
     }
 
     async fn log_activity(&self, id: &SessionId, entry: &str, ttl: Duration) -> Result<(), StoreError> {
-        let key = self.keys.log(id);
-        let mut pipe = redis::pipe();
-        pipe.lpush(&key, entry)
-            .ignore()
-            .ltrim(&key, 0, super::ACTIVITY_LOG_LEN as isize - 1)
-            .ignore()
-            .pexpire(&key, ttl_ms(ttl) as i64)
-            .ignore();
-        pipe.query_async::<()>(&mut self.conn()).await.map_err(self.fail())
+        self.run(StoreOp::LogActivity, Some(id), async {
+            let _: i64 = self
+                .log_activity
+                .key(self.keys.session(id))
+                .key(self.keys.log(id))
+                .arg(entry)
+                .arg(super::ACTIVITY_LOG_LEN)
+                .arg(ttl_ms(ttl))
+                .invoke_async(&mut self.conn())
+                .await?;
+            Ok(())
+        })
+        .await
     }
 
     async fn try_lock(&self, id: &SessionId, name: &str, ttl: Duration) -> Result<bool, StoreError> {
         let options = redis::SetOptions::default()
             .conditional_set(redis::ExistenceCheck::NX)
             .with_expiration(redis::SetExpiry::PX(ttl_ms(ttl)));
-        let taken: Option<String> =
-            self.conn().set_options(self.keys.lock(id, name), "1", options).await.map_err(self.fail())?;
-        Ok(taken.is_some())
+        self.run(StoreOp::TryLock, Some(id), async {
+            let taken: Option<String> =
+                self.conn().set_options(self.keys.lock(id, name), "1", options).await?;
+            Ok(taken.is_some())
+        })
+        .await
     }
 
     async fn unlock(&self, id: &SessionId, name: &str) -> Result<(), StoreError> {
-        self.conn().del(self.keys.lock(id, name)).await.map_err(self.fail())
+        self.run(StoreOp::Unlock, Some(id), async { Ok(self.conn().del(self.keys.lock(id, name)).await?) })
+            .await
     }
 
     async fn replace_state(
@@ -316,21 +409,26 @@ impl SessionStore for RedisStore {
         now_ms: u64,
         ttl: Duration,
     ) -> Result<CasOutcome, StoreError> {
-        let outcome: i64 = self
-            .replace_state
-            .key(self.keys.session(id))
-            .arg(expected_rev)
-            .arg(state)
-            .arg(now_ms)
-            .arg(ttl_ms(ttl))
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(self.fail())?;
-        Ok(match outcome {
-            1 => CasOutcome::Applied,
-            0 => CasOutcome::Conflict,
-            _ => CasOutcome::Missing,
+        self.run(StoreOp::ReplaceState, Some(id), async {
+            // What is stored must load again: a malformed state would make the session unreadable.
+            serde_json::from_str::<serde::de::IgnoredAny>(state)
+                .map_err(|e| Fault::Corrupt(format!("state: {e}")))?;
+            let outcome: i64 = self
+                .replace_state
+                .key(&self.session_keys(id))
+                .arg(expected_rev)
+                .arg(state)
+                .arg(now_ms)
+                .arg(ttl_ms(ttl))
+                .invoke_async(&mut self.conn())
+                .await?;
+            Ok(match outcome {
+                1 => CasOutcome::Applied,
+                0 => CasOutcome::Conflict,
+                _ => CasOutcome::Missing,
+            })
         })
+        .await
     }
 
     async fn set_field(
@@ -341,42 +439,50 @@ impl SessionStore for RedisStore {
         now_ms: u64,
         ttl: Duration,
     ) -> Result<bool, StoreError> {
-        let set: i64 = self
-            .set_field
-            .key(self.keys.session(id))
-            .arg(field)
-            .arg(value)
-            .arg(now_ms)
-            .arg(ttl_ms(ttl))
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(self.fail())?;
-        Ok(set == 1)
+        self.run(StoreOp::SetField, Some(id), async {
+            let set: i64 = self
+                .set_field
+                .key(&self.session_keys(id))
+                .arg(field)
+                .arg(value)
+                .arg(now_ms)
+                .arg(ttl_ms(ttl))
+                .invoke_async(&mut self.conn())
+                .await?;
+            Ok(set == 1)
+        })
+        .await
     }
 
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
-        let (cache, age) = self.keys.cache(id);
         // One slot (the hash tag), so one multi-key DEL is fine in Cluster mode too.
-        let keys = [self.keys.session(id), cache, age, self.keys.log(id)];
-        let exists: i64 = self.conn().exists(&keys[0]).await.map_err(self.fail())?;
-        let _: i64 = self.conn().del(&keys).await.map_err(self.fail())?;
-        Ok(exists > 0)
+        let keys = self.session_keys(id);
+        self.run(StoreOp::Delete, Some(id), async {
+            let exists: i64 = self.conn().exists(&keys[0]).await?;
+            let _: i64 = self.conn().del(&keys).await?;
+            Ok(exists > 0)
+        })
+        .await
     }
 
     async fn get_shared(&self, name: &str) -> Result<Option<String>, StoreError> {
-        self.conn().get(self.keys.shared(name)).await.map_err(self.fail())
+        self.run(StoreOp::GetShared, None, async { Ok(self.conn().get(self.keys.shared(name)).await?) }).await
     }
 
     async fn put_shared(&self, name: &str, value: &str, ttl: Duration) -> Result<(), StoreError> {
-        self.conn().pset_ex(self.keys.shared(name), value, ttl_ms(ttl)).await.map_err(self.fail())
+        self.run(StoreOp::PutShared, None, async {
+            Ok(self.conn().pset_ex(self.keys.shared(name), value, ttl_ms(ttl)).await?)
+        })
+        .await
     }
 
     async fn publish(&self, channel: &str, message: &str) -> Result<(), StoreError> {
-        self.conn().publish(channel, message).await.map_err(self.fail())
+        self.run(StoreOp::Publish, None, async { Ok(self.conn().publish(channel, message).await?) }).await
     }
 
     fn subscribe(&self, channels: Vec<String>, sink: mpsc::Sender<(String, String)>) {
         let connector = self.connector.clone();
+        let failures = self.failures.clone();
         tokio::spawn(async move {
             let mut backoff = Duration::from_millis(200);
             while !sink.is_closed() {
@@ -384,11 +490,8 @@ impl SessionStore for RedisStore {
                 let client = connector.client();
                 let started = std::time::Instant::now();
                 if let Err(e) = pump(&client, &channels, &sink).await {
-                    if backoff <= Duration::from_millis(200) {
-                        tracing::warn!(error = %e, "pub/sub connection lost; re-subscribing");
-                    } else {
-                        tracing::debug!(error = %e, "pub/sub still unavailable");
-                    }
+                    // Reported like any failed operation; the loop subscribes again after the backoff.
+                    failures.report(StoreOp::Subscribe, None, kind_of(&e), unavailable(e));
                 }
                 // A connection that lived a while was healthy: start the backoff again.
                 if started.elapsed() > Duration::from_secs(10) {
@@ -401,7 +504,10 @@ impl SessionStore for RedisStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        redis::cmd("PING").query_async::<()>(&mut self.conn()).await.map_err(self.fail())
+        self.run(StoreOp::Ping, None, async {
+            Ok(redis::cmd("PING").query_async::<()>(&mut self.conn()).await?)
+        })
+        .await
     }
 
     fn describe(&self) -> String {

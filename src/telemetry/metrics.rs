@@ -1,4 +1,5 @@
-//! The metrics of a worker, one typed method per event so names and labels live here.
+//! The metrics of a worker: the registry and one method per metric. Only the typed
+//! events of [`super::events`] call them, so every name and label lives in `telemetry/`.
 
 use std::time::Duration;
 
@@ -21,6 +22,11 @@ struct ServerLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OpLabels {
     op: &'static str,
 }
@@ -32,8 +38,9 @@ struct WarmLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ReasonLabels {
-    reason: &'static str,
+struct StoreFailureLabels {
+    op: &'static str,
+    kind: &'static str,
 }
 
 /// Counters, gauges and histograms of one worker.
@@ -53,6 +60,10 @@ pub struct Metrics {
     warm_evictions: Family<ReasonLabels, Counter>,
     warm_children: Gauge,
     warm_rss: Gauge,
+    /// Failed store operations by operation and error kind, counted at the store boundary
+    /// (see `telemetry::events::store`).
+    store_failures: Family<StoreFailureLabels, Counter>,
+    refusals: Family<ReasonLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -84,6 +95,8 @@ impl Metrics {
         let warm_evictions = Family::<ReasonLabels, Counter>::default();
         let warm_children = Gauge::default();
         let warm_rss = Gauge::default();
+        let store_failures = Family::<StoreFailureLabels, Counter>::default();
+        let refusals = Family::<ReasonLabels, Counter>::default();
         registry.register("http_requests", "HTTP requests by route and status", requests.clone());
         registry.register("http_request_duration_seconds", "HTTP request latency", latency.clone());
         registry.register("mcp_spawns", "MCP server processes spawned", spawns.clone());
@@ -118,6 +131,12 @@ impl Metrics {
         );
         registry.register("warm_children", "Warm children held (starting or ready)", warm_children.clone());
         registry.register("warm_rss_bytes", "Resident memory of the ready warm children", warm_rss.clone());
+        registry.register(
+            "store_failures",
+            "Session store operations that failed, by operation and error kind",
+            store_failures.clone(),
+        );
+        registry.register("refusals", "Requests refused at the HTTP edge, by reason", refusals.clone());
         Self {
             registry,
             requests,
@@ -134,24 +153,26 @@ impl Metrics {
             warm_evictions,
             warm_children,
             warm_rss,
+            store_failures,
+            refusals,
         }
     }
 
-    pub fn request(&self, route: &str, status: u16, elapsed: Duration) {
+    pub(crate) fn request(&self, route: &str, status: u16, elapsed: Duration) {
         let labels = RouteLabels { route: route.to_string(), status };
         self.requests.get_or_create(&labels).inc();
         self.latency.get_or_create(&labels).observe(elapsed.as_secs_f64());
     }
 
-    pub fn spawned(&self, server: &str) {
+    pub(crate) fn spawned(&self, server: &str) {
         self.spawns.get_or_create(&ServerLabels { server: server.to_string() }).inc();
     }
 
-    pub fn spawn_failed(&self, server: &str) {
+    pub(crate) fn spawn_failed(&self, server: &str) {
         self.spawn_failures.get_or_create(&ServerLabels { server: server.to_string() }).inc();
     }
 
-    pub fn observe_spawn(&self, server: &str, elapsed: Duration) {
+    pub(crate) fn observe_spawn(&self, server: &str, elapsed: Duration) {
         self.spawn_latency
             .get_or_create(&ServerLabels { server: server.to_string() })
             .observe(elapsed.as_secs_f64());
@@ -161,34 +182,41 @@ impl Metrics {
         self.live_children.set(live);
     }
 
-    pub fn cache(&self, op: &'static str) {
+    pub(crate) fn cache(&self, op: &'static str) {
         self.cache.get_or_create(&OpLabels { op }).inc();
     }
 
-    pub fn store_error(&self) {
+    /// One failed store operation (also the total `store_errors`); called by
+    /// `events::store::StoreFailed::emit` only.
+    pub fn store_failed(&self, op: &'static str, kind: &'static str) {
+        self.store_failures.get_or_create(&StoreFailureLabels { op, kind }).inc();
         self.store_errors.inc();
     }
 
-    pub fn session(&self, op: &'static str) {
+    pub(crate) fn refused(&self, reason: &'static str) {
+        self.refusals.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
+    pub(crate) fn session(&self, op: &'static str) {
         self.sessions.get_or_create(&OpLabels { op }).inc();
     }
 
     /// A request found (`hit`) or did not find (`miss`) a warm child of its session.
-    pub fn warm_start(&self, server: &str, hit: bool) {
+    pub(crate) fn warm_start(&self, server: &str, hit: bool) {
         let outcome = if hit { "hit" } else { "miss" };
         self.warm_starts.get_or_create(&WarmLabels { server: server.to_string(), outcome }).inc();
     }
 
-    pub fn warm_spawned(&self, server: &str) {
+    pub(crate) fn warm_spawned(&self, server: &str) {
         self.warm_spawns.get_or_create(&ServerLabels { server: server.to_string() }).inc();
     }
 
     /// A warm child dropped unused: `idle`, `count`, `rss`, `capacity`, `stale`, `forgotten`, `drain`, `failed`.
-    pub fn warm_evicted(&self, reason: &'static str) {
+    pub(crate) fn warm_evicted(&self, reason: &'static str) {
         self.warm_evictions.get_or_create(&ReasonLabels { reason }).inc();
     }
 
-    pub fn set_warm(&self, children: usize, rss_bytes: u64) {
+    pub(crate) fn set_warm(&self, children: usize, rss_bytes: u64) {
         self.warm_children.set(i64::try_from(children).unwrap_or(i64::MAX));
         self.warm_rss.set(i64::try_from(rss_bytes).unwrap_or(i64::MAX));
     }

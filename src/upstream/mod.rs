@@ -25,6 +25,7 @@ use crate::config::{Config, ServerConfig};
 use crate::protocol::UPSTREAM_PROTOCOL_VERSION;
 use crate::protocol::jsonrpc::{self, Envelope, Kind, json_string};
 use crate::telemetry::Metrics;
+use crate::telemetry::events::{CacheLookup, CacheOp, Emit, SpawnFailed, SpawnReady, Spawned};
 
 pub mod listing;
 pub mod process;
@@ -349,10 +350,10 @@ impl McpManager {
         let started = Instant::now();
         let (child, stdout) = process::spawn(spec, runtime.config.shutdown_grace, permit, &self.reaper)
             .map_err(|e| {
-                self.metrics.spawn_failed(&runtime.label);
+                SpawnFailed { server: &runtime.label, error: &e }.emit(&self.metrics);
                 UpstreamError::Spawn(e)
             })?;
-        self.metrics.spawned(&runtime.label);
+        Spawned { server: &runtime.label }.emit(&self.metrics);
         if ahead {
             self.metrics.warm_spawned(&runtime.label);
         }
@@ -395,7 +396,7 @@ impl McpManager {
             init = init => init?,
             () = self.reaper.killing() => return Err(UpstreamError::Exited),
         };
-        self.metrics.observe_spawn(&runtime.label, started.elapsed());
+        SpawnReady { server: &runtime.label, elapsed: started.elapsed() }.emit(&self.metrics);
         Ok(Warm { child: session.child, reader: session.reader, init, born: Instant::now() })
     }
 
@@ -447,7 +448,7 @@ impl McpManager {
         };
         let warm = match (warm, &key) {
             (Some(warm), _) => {
-                self.metrics.cache("prespawn_hit");
+                CacheLookup(CacheOp::PrespawnHit).emit(&self.metrics);
                 Some(warm)
             }
             (None, Some(key)) => {
@@ -458,7 +459,7 @@ impl McpManager {
             }
             (None, None) => {
                 if runtime.pool.is_some() {
-                    self.metrics.cache("prespawn_miss");
+                    CacheLookup(CacheOp::PrespawnMiss).emit(&self.metrics);
                 }
                 None
             }

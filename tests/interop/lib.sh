@@ -7,7 +7,8 @@
 #
 # The caller sets: root (the repository), STACK (a run folder holding logs/), SB (the
 # private binary copy), PY (python3); RUN_DIR (where redis-server and the workers run,
-# default $STACK) when it differs. Knobs a caller may change after sourcing:
+# default $STACK) when it differs; FIXTURE (a private copy of the conformance fixture
+# binary) when the workers spawn it. Knobs a caller may change after sourcing:
 #   note            function: a message about the stack, on stderr
 #   not_ready       prefix of wait_until's message ("FAIL start-up: ")
 #   poll            wait_until's interval in seconds (0.1)
@@ -75,15 +76,16 @@ stop() { # NAME: SIGTERM, SIGKILL after 10 s
     unset "pids[$name]"
 }
 
-# ours [MARKER...]: pids of live processes running $SB (workers, demo-servers,
-# conformance-servers) or whose command line contains one of the MARKERs (e.g. the
+# ours [MARKER...]: pids of live processes running $SB (workers, demo-servers) or
+# $FIXTURE (conformance fixtures), or whose command line contains one of the MARKERs (e.g. the
 # server-everything children carry $STACK as an extra argument; nginx's master has
 # $STACK in its -p).
 ours() {
-    local p cmd m
+    local p cmd m exe
     for p in /proc/[0-9]*; do
         [ "${p#/proc/}" = "$$" ] && continue
-        if [ "$(readlink "$p/exe" 2>/dev/null)" = "$SB" ]; then
+        exe=$(readlink "$p/exe" 2>/dev/null)
+        if [ -n "$exe" ] && { [ "$exe" = "$SB" ] || [ "$exe" = "${FIXTURE:-}" ]; }; then
             awk '{ exit !($3 != "Z") }' "$p/stat" 2>/dev/null && echo "${p#/proc/}"
             continue
         fi

@@ -56,15 +56,19 @@ async fn every_access_resets_the_idle_ttl_and_an_idle_session_expires_with_404()
     let worker = Worker::with_redis(&redis, &[("SWITCHBOARD_IDLE_TTL_SECS", "2")]);
     let client = http();
     let session = init(&client, &worker).await;
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let key = format!("switchboard:{{{session}}}");
+    // Most of the idle TTL passes (the key's life is shortened as 1.2 s would), then a call.
+    redis.cli(&["PEXPIRE", &key, "800"]).unwrap();
     let (status, _) = call_tool(&client, &worker, &session, "echo", json!({"text": "x"})).await;
     assert_eq!(status, 200);
-    let key = format!("switchboard:{{{session}}}");
     let pttl: i64 = redis.cli(&["PTTL", &key]).unwrap().trim().parse().unwrap();
     assert!((1000..=2000).contains(&pttl), "TTL after a call is {pttl} ms, expected the full 2 s (±1 s)");
     let keys = redis.keys();
     assert!(keys.iter().all(|k| k.starts_with("switchboard:")), "{keys:?}");
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Idle from here on: Redis itself expires the session after its TTL.
+    let expired =
+        eventually(Duration::from_secs(5), || redis.cli(&["EXISTS", &key]).is_ok_and(|n| n.trim() == "0"));
+    assert!(expired, "the idle session did not expire");
     let (status, body) = call_tool(&client, &worker, &session, "echo", json!({"text": "x"})).await;
     assert_eq!(status, 404, "{body}");
     assert_eq!(body["error"]["code"], "session_not_found");

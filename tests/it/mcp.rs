@@ -161,7 +161,19 @@ async fn batches_are_served_only_for_2025_03_26_sessions() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_log_level_set_on_the_session_holds_for_every_spawned_server() {
-    let command = format!("{} conformance-server", bin());
+    // The conformance fixture is a binary of the `switchboard-fixtures` package, which
+    // `cargo test` here does not build: scripts/test.sh builds it and names it in
+    // SWITCHBOARD_FIXTURE_BIN; otherwise it is looked for next to the switchboard binary.
+    let fixture = std::env::var_os("SWITCHBOARD_FIXTURE_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(bin()).with_file_name("conformance-fixture"));
+    assert!(
+        fixture.is_file(),
+        "no conformance fixture at {}: build it with `cargo build --release -p switchboard-fixtures` \
+         (scripts/test.sh does) or name it in SWITCHBOARD_FIXTURE_BIN",
+        fixture.display()
+    );
+    let command = fixture.display().to_string();
     let worker = Worker::start(&[("SWITCHBOARD_MCP_COMMAND", command.as_str())], None);
     let client = http();
     let session = initialize(&client, &worker, "2025-11-25").await;

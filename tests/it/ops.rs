@@ -66,10 +66,16 @@ async fn rolling_restart_under_load(url: &str, midway: impl FnOnce()) {
             }
         }));
     }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The restarts happen under load: calls are flowing before the first one...
+    let calls = || ok.load(Ordering::Relaxed) + failed.load(Ordering::Relaxed);
+    let flowing = eventually_async(Duration::from_secs(10), || async { calls() >= 50 }).await;
+    assert!(flowing, "the load did not get going");
     let (first, rest) = workers.split_at_mut(1);
     tokio::task::block_in_place(|| first[0].restart()); // SIGTERM, drain, start again
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // ...and still flowing between the two.
+    let before = calls();
+    let flowing = eventually_async(Duration::from_secs(10), || async { calls() >= before + 25 }).await;
+    assert!(flowing, "the load stopped after the first restart");
     tokio::task::block_in_place(|| {
         rest[0].kill9();
         rest[0].restart();
@@ -135,17 +141,19 @@ async fn while_redis_is_down_requests_get_a_quick_503_and_service_resumes_by_its
         .unwrap();
     assert_eq!(response.status(), 503);
     assert!(response.headers().contains_key("retry-after"));
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // The outage lasts while requests keep failing fast, each failure counted by the store.
+    let counted = eventually_async(Duration::from_secs(20), || async {
+        let (status, body) = call_tool(&client, &worker, &session, "echo", json!({"text": "x"})).await;
+        assert_eq!(status, 503, "{body}");
+        store_failures(&client, &worker).await >= 4.0
+    })
+    .await;
+    assert!(counted, "failed store operations are not counted");
     redis.start_again();
-    let mut resumed = false;
-    for _ in 0..50 {
-        let ready = client.get(worker.url("/readyz")).send().await.unwrap();
-        if ready.status() == 200 {
-            resumed = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let resumed = eventually_async(Duration::from_secs(10), || async {
+        client.get(worker.url("/readyz")).send().await.is_ok_and(|r| r.status() == 200)
+    })
+    .await;
     assert!(resumed, "/readyz did not recover after Redis came back");
     let session = init(&client, &worker).await;
     let (status, _) = call_tool(&client, &worker, &session, "echo", json!({"text": "back"})).await;
@@ -205,16 +213,14 @@ async fn the_sessions_command_shows_activity_and_expires_without_printing_creden
             .output()
             .unwrap()
     };
+    // The activity is logged off the response path: wait until it shows.
     let mut shown = String::new();
-    for _ in 0..50 {
+    eventually(Duration::from_secs(5), || {
         let out = run(&["sessions", "show", &session]);
         assert!(out.status.success(), "sessions show failed: {}", String::from_utf8_lossy(&out.stderr));
         shown = String::from_utf8_lossy(&out.stdout).into_owned();
-        if shown.contains("default.echo") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        shown.contains("default.echo")
+    });
     assert!(shown.contains("\"route\": \"/call-tool\"") && shown.contains("default.echo"), "{shown}");
     assert!(!shown.contains(secret), "{shown}");
     let listed = String::from_utf8_lossy(&run(&["sessions", "list"]).stdout).into_owned();

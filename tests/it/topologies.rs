@@ -1,6 +1,6 @@
 //! Redis Cluster and Sentinel, started by the project's `deploy/` scripts.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
 
@@ -86,27 +86,29 @@ async fn sessions_created_before_a_sentinel_failover_keep_working_after_it() {
     assert_eq!(status, 200);
     let master_before =
         redis_cli_at(&sentinel, false, &["SENTINEL", "get-master-addr-by-name", "switchboard"]);
-    // Let the replica catch up, then fail over.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Let the replica catch up (WAIT returns once it acknowledged every write), then fail over.
+    let master = master_before.lines().map(str::trim).collect::<Vec<_>>().join(":");
+    let acked = redis_cli_at(&master, false, &["WAIT", "1", "5000"]);
+    assert_eq!(acked.trim(), "1", "the replica did not catch up");
     let answer = redis_cli_at(&sentinel, false, &["SENTINEL", "FAILOVER", "switchboard"]);
     assert!(answer.contains("OK"), "{answer}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while redis_cli_at(&sentinel, false, &["SENTINEL", "get-master-addr-by-name", "switchboard"])
-        == master_before
-    {
-        assert!(Instant::now() < deadline, "the failover did not happen");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let mut last = (0, serde_json::Value::Null);
-    while Instant::now() < deadline {
-        last = call_tool(&client, &worker, &session, "echo", json!({"text": "after"})).await;
-        if last.0 == 200 {
-            break;
-        }
-        assert_eq!(last.0, 503, "only 503s are allowed while the worker switches masters: {}", last.1);
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-    assert_eq!(last.0, 200, "the session did not survive the failover: {}", last.1);
+    let failed_over = eventually(Duration::from_secs(30), || {
+        redis_cli_at(&sentinel, false, &["SENTINEL", "get-master-addr-by-name", "switchboard"])
+            != master_before
+    });
+    assert!(failed_over, "the failover did not happen");
+    let last = std::cell::RefCell::new(serde_json::Value::Null);
+    let served = eventually_async(Duration::from_secs(30), || async {
+        let (status, body) = call_tool(&client, &worker, &session, "echo", json!({"text": "after"})).await;
+        assert!(
+            [200, 503].contains(&status),
+            "only 503s are allowed while the worker switches masters: {status} {body}"
+        );
+        *last.borrow_mut() = body;
+        status == 200
+    })
+    .await;
+    assert!(served, "the session did not survive the failover: {}", last.borrow());
     let patched = client
         .patch(worker.url("/session"))
         .header("Mcp-Session-Id", &session)

@@ -2,6 +2,10 @@
 
 Run by run.sh (which starts redis-server and workers a and b through stack.sh and
 exports STACK, the directory holding bin/switchboard, stack.env, pids/ and logs/).
+The bridge under test is SWITCHBOARD_BRIDGE_CMD (shell words; default
+`$STACK/bin/switchboard bridge`; tests/interop/windows runs the Windows binary under
+Wine this way) with `--transport BRIDGE_TRANSPORT` when that is set (the check names
+then start with it). The workers are always $STACK/bin/switchboard.
 Each check prints `PASS name: detail` or `FAIL name: detail`; figures are printed
 as `FIGURE ...` and are never asserted. Exit status 1 if any check failed.
 
@@ -16,6 +20,7 @@ import http.client
 import json
 import os
 import queue
+import shlex
 import signal
 import statistics
 import subprocess
@@ -33,8 +38,13 @@ ENV = dict(line.split("=", 1) for line in (STACK / "stack.env").read_text().spli
 REDIS_PORT = ENV["REDIS_PORT"]
 URL_A = f"http://127.0.0.1:{ENV['WORKER_A_PORT']}"
 URL_B = f"http://127.0.0.1:{ENV['WORKER_B_PORT']}"
-# What the bridge gets: credentials through the environment only, never argv.
-BRIDGE_ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "SWITCHBOARD_TOKEN": "demo", "RUST_LOG": "info"}
+TRANSPORT = os.environ.get("BRIDGE_TRANSPORT", "")
+BRIDGE = shlex.split(os.environ.get("SWITCHBOARD_BRIDGE_CMD") or f"{shlex.quote(SB)} bridge") + (
+    ["--transport", TRANSPORT] if TRANSPORT else [])
+# What the bridge gets: credentials through the environment only, never argv (and
+# Wine's own settings, WINEPREFIX and WINEDEBUG, when the bridge runs under Wine).
+BRIDGE_ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "SWITCHBOARD_TOKEN": "demo", "RUST_LOG": "info",
+              **{k: v for k, v in os.environ.items() if k.startswith("WINE")}}
 # A session is the hash `prefix{id}`, with siblings `prefix{id}:cache`, `…:log`,
 # `…:lock:…` in the same Cluster slot; shared values are `prefix shared:…`.
 SESSION_PATTERN = "switchboard:{*}"
@@ -44,6 +54,7 @@ results: list[tuple[str, bool]] = []
 
 
 def check(name: str, ok: bool, detail: str = "") -> bool:
+    name = f"{TRANSPORT} {name}" if TRANSPORT else name
     results.append((name, ok))
     print(f"{'PASS' if ok else 'FAIL'} {name}: {detail}", flush=True)
     return ok
@@ -77,7 +88,7 @@ def stack(*args: str) -> None:
 @contextlib.asynccontextmanager
 async def sdk_bridge(url: str, tag: str, *extra: str):
     """The official SDK's stdio client driving `switchboard bridge --url URL`."""
-    params = StdioServerParameters(command=SB, args=["bridge", "--url", url, *extra], env=BRIDGE_ENV)
+    params = StdioServerParameters(command=BRIDGE[0], args=[*BRIDGE[1:], "--url", url, *extra], env=BRIDGE_ENV)
     with bridge_log(tag) as errlog:
         async with stdio_client(params, errlog=errlog) as (read, write):
             async with ClientSession(read, write) as session:
@@ -172,7 +183,7 @@ class RawBridge:
 
     def __init__(self, url: str, tag: str, *extra: str) -> None:
         self.log = bridge_log(tag)
-        self.proc = subprocess.Popen([SB, "bridge", "--url", url, *extra], stdin=subprocess.PIPE,
+        self.proc = subprocess.Popen([*BRIDGE, "--url", url, *extra], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=self.log, env=BRIDGE_ENV, bufsize=0)
         self.lines: queue.Queue = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
@@ -306,7 +317,7 @@ def check_figures(launches: int = 20, calls: int = 200) -> None:
     with bridge_log("figures") as log:
         for _ in range(launches):
             t0 = time.perf_counter()
-            proc = subprocess.Popen([SB, "bridge", "--url", URL_A], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            proc = subprocess.Popen([*BRIDGE, "--url", URL_A], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                     stderr=log, env=BRIDGE_ENV, bufsize=0)
             proc.stdin.write(init_line.encode() + b"\n")
             line = proc.stdout.readline()

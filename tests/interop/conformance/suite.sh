@@ -10,7 +10,7 @@
 # calls this script against it.
 #
 # The server behind URL must serve the fixture tools, resources and prompts, as
-# `switchboard conformance-server` does (src/conformance). dns-rebinding-protection
+# the `conformance-fixture` binary does (fixtures/src/conformance). dns-rebinding-protection
 # needs a localhost URL (127.0.0.1, localhost or [::1]). The suite only connects to
 # URL; it listens nowhere, so nothing here needs a network namespace.
 #

@@ -295,6 +295,40 @@ pub fn eventually(limit: Duration, check: impl FnMut() -> bool) -> bool {
     wait_until(limit, check)
 }
 
+/// [`eventually`] for a condition that is itself asynchronous (an HTTP request, a store
+/// read): checks every 20 ms, without blocking the runtime, for up to `limit`.
+pub async fn eventually_async<F, Fut>(limit: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The worker's `switchboard_store_failures_total`, summed over operations and kinds.
+pub async fn store_failures(client: &reqwest::Client, worker: &Worker) -> f64 {
+    metric_total(client, worker, "switchboard_store_failures_total{").await
+}
+
+/// The sum of the worker's metric samples whose line starts with `prefix`.
+async fn metric_total(client: &reqwest::Client, worker: &Worker, prefix: &str) -> f64 {
+    let response = client.get(worker.url("/metrics")).send().await.expect("GET /metrics");
+    let text = response.text().await.expect("metrics text");
+    text.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// An HTTP client for the tests.
 pub fn http() -> reqwest::Client {
     reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("http client")

@@ -1,8 +1,11 @@
-//! PURE: an incremental Server-Sent Events parser, following the WHATWG
-//! "event stream interpretation" rules the MCP client side needs: `data` lines
-//! joined by `\n`, `id` remembered across events (the `Last-Event-ID` to resume
-//! with), `retry` in milliseconds, comments ignored, any of CRLF / LF / CR as a
-//! line end (also split across chunks). Input arrives as arbitrary byte chunks.
+//! PURE: the one incremental Server-Sent Events decoder (the bridge's MCP client and the
+//! bench read `/mcp` answers with it), following the WHATWG "event stream
+//! interpretation" rules an MCP client needs: `data` lines joined by `\n`, `id`
+//! remembered across events (the `Last-Event-ID` to resume with), `retry` in
+//! milliseconds, comments ignored, any of CRLF / LF / CR as a line end (also split
+//! across chunks). Input arrives as arbitrary byte chunks.
+//!
+//! Must not: panic on any input, or interpret `data` (it is handed on as text).
 
 use std::time::Duration;
 
@@ -12,49 +15,56 @@ mod tests;
 /// One dispatched event. `data` may be empty (a "priming" event that only
 /// carries an id); callers skip those.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct SseEvent {
+pub struct SseEvent {
     /// The `event` field; `message` when absent.
-    pub(crate) event: String,
+    pub event: String,
     /// The `data` lines joined by `\n`.
-    pub(crate) data: String,
+    pub data: String,
 }
 
-/// Parser state for one logical stream; `last_event_id` and `retry` survive a
-/// reconnection via [`SseParser::resume`].
+/// Decoder state for one logical stream; `last_event_id` and `retry` survive a
+/// reconnection via [`SseDecoder::resume`].
 #[derive(Debug, Default)]
-pub(crate) struct SseParser {
+pub struct SseDecoder {
+    /// Bytes of the current, not yet terminated line.
     line: Vec<u8>,
+    /// The previous byte was `\r`, so a `\n` right after it ends no further line.
     skip_lf: bool,
+    /// The `event` field of the event being assembled.
     event: Option<String>,
+    /// The `data` lines of the event being assembled, joined by `\n`.
     data: String,
+    /// Whether any `data` line was seen for it (an event without data is not dispatched).
     has_data: bool,
+    /// The last `id` field seen, which outlives events and reconnections.
     last_event_id: Option<String>,
+    /// The last valid `retry` field seen.
     retry: Option<Duration>,
 }
 
-impl SseParser {
-    pub(crate) fn new() -> Self {
+impl SseDecoder {
+    pub fn new() -> Self {
         Self::default()
     }
 
-    /// A parser for a new connection that resumes this stream: keeps the last
+    /// A decoder for a new connection that resumes this stream: keeps the last
     /// event id and the retry delay, drops any partial line or event.
-    pub(crate) fn resume(&self) -> Self {
+    pub fn resume(&self) -> Self {
         Self { last_event_id: self.last_event_id.clone(), retry: self.retry, ..Self::default() }
     }
 
     /// The id of the last event seen (what `Last-Event-ID` should carry).
-    pub(crate) fn last_event_id(&self) -> Option<&str> {
+    pub fn last_event_id(&self) -> Option<&str> {
         self.last_event_id.as_deref()
     }
 
     /// The reconnection delay the server asked for, if any.
-    pub(crate) fn retry(&self) -> Option<Duration> {
+    pub fn retry(&self) -> Option<Duration> {
         self.retry
     }
 
     /// Feeds a chunk; returns the events it completed.
-    pub(crate) fn push(&mut self, chunk: &[u8]) -> Vec<SseEvent> {
+    pub fn push(&mut self, chunk: &[u8]) -> Vec<SseEvent> {
         let mut events = Vec::new();
         for &byte in chunk {
             if self.skip_lf {
@@ -75,6 +85,18 @@ impl SseParser {
             }
         }
         events
+    }
+
+    /// Ends the stream: an unterminated last line and event are dispatched too
+    /// (lenient; a strict client would drop them).
+    pub fn finish(&mut self) -> Option<SseEvent> {
+        let line = std::mem::take(&mut self.line);
+        self.skip_lf = false;
+        if !line.is_empty() {
+            // A non-empty line never dispatches by itself.
+            let _ = self.line_done(&line);
+        }
+        self.dispatch()
     }
 
     fn line_done(&mut self, line: &[u8]) -> Option<SseEvent> {

@@ -1,0 +1,238 @@
+//! Sessions: create one for verified credentials, load one (resetting its idle TTL),
+//! bind one to the credentials presented on `/mcp`, patch its state, end it.
+
+use std::time::{Duration, SystemTime};
+
+use serde_json::Value;
+
+use super::{Gateway, GatewayError, Operation};
+use crate::results::cache_field;
+use crate::session::{SCHEMA_VERSION, SessionId, SessionRecord, merge_patch, now_ms};
+use crate::store::CasOutcome;
+use crate::telemetry::events::{Emit, SessionEvent};
+
+/// Most attempts of a state compare-and-set before giving up with [`GatewayError::Contention`].
+const MAX_CAS_ATTEMPTS: usize = 200;
+
+/// A session whose caller presented its own credentials: id, record and credentials, opened.
+pub struct Bound {
+    pub id: SessionId,
+    pub record: SessionRecord,
+    pub credentials: Value,
+    /// The cache entry of the tool call the session was bound for, read with it.
+    pub prefetched: Option<Prefetched>,
+}
+
+/// A result-cache entry read in the same store round trip that loaded the session.
+pub struct Prefetched {
+    /// The cache field (see `results::cache_field`).
+    pub field: String,
+    /// The entry, if there is one (fresh or not).
+    pub entry: Option<String>,
+}
+
+/// What a client may see of a session (never its credentials).
+pub struct SessionView<'a> {
+    pub id: &'a SessionId,
+    pub record: &'a SessionRecord,
+    pub idle_ttl_secs: u64,
+}
+
+impl SessionView<'_> {
+    /// The JSON of `GET /session`.
+    pub fn to_json(&self) -> String {
+        serde_json::json!({
+            "session_id": self.id.as_str(),
+            "created_at": rfc3339(self.record.created_ms),
+            "last_seen": rfc3339(self.record.last_seen_ms),
+            "idle_ttl_secs": self.idle_ttl_secs,
+            "principal": self.record.principal,
+            "client": self.record.client,
+            "protocol_version": self.record.protocol_version,
+            "state": self.record.state,
+        })
+        .to_string()
+    }
+}
+
+fn rfc3339(ms: u64) -> String {
+    let time = SystemTime::UNIX_EPOCH + Duration::from_millis(ms);
+    humantime::format_rfc3339_millis(time).to_string()
+}
+
+impl Gateway {
+    /// A session id as a client sent it; anything malformed is no session at all.
+    pub fn parse_session_id(raw: &str) -> Result<SessionId, GatewayError> {
+        SessionId::parse(raw.trim()).ok_or(GatewayError::SessionNotFound)
+    }
+
+    /// Loads a session, resetting its idle TTL.
+    pub async fn load_session(&self, id: &SessionId) -> Result<SessionRecord, GatewayError> {
+        match self.store.load(id, now_ms(), self.config.idle_ttl()).await? {
+            Some(record) => Ok(record),
+            None => {
+                SessionEvent::NotFound.emit(&self.metrics);
+                Err(GatewayError::SessionNotFound)
+            }
+        }
+    }
+
+    /// Creates a session for verified credentials and returns its id.
+    pub async fn create_session(
+        &self,
+        credentials: &Value,
+        client: Value,
+        protocol_version: Option<String>,
+    ) -> Result<SessionId, GatewayError> {
+        let verified = self.auth.verify(credentials).await?;
+        let id = SessionId::generate().map_err(|_| GatewayError::RngUnavailable)?;
+        let sealed = self
+            .sealer
+            .seal(credentials.to_string().as_bytes(), id.as_str())
+            .map_err(|e| GatewayError::SealFailed(e.to_string()))?;
+        let now = now_ms();
+        let record = SessionRecord {
+            schema: SCHEMA_VERSION,
+            created_ms: now,
+            last_seen_ms: now,
+            principal: verified.principal,
+            identity: verified.identity,
+            client,
+            protocol_version,
+            sealed_credentials: sealed,
+            state: Value::Object(serde_json::Map::new()),
+            state_rev: 0,
+            log_level: None,
+        };
+        self.store.create(&id, &record, self.config.idle_ttl()).await?;
+        SessionEvent::Created.emit(&self.metrics);
+        tracing::debug!(session = ?id, principal = %record.principal, "session created");
+        Ok(id)
+    }
+
+    /// The session's credentials, opened.
+    pub fn credentials(&self, id: &SessionId, record: &SessionRecord) -> Result<Value, GatewayError> {
+        let plain = self.sealer.open(&record.sealed_credentials, id.as_str()).map_err(|e| {
+            tracing::error!(session = ?id, error = %e, "cannot open sealed credentials");
+            GatewayError::key_mismatch()
+        })?;
+        serde_json::from_slice(&plain)
+            .map_err(|_| GatewayError::CredentialsUnreadable("stored credentials are unreadable"))
+    }
+
+    /// The session `raw_id` names, if it exists and `presented` carries the same token it
+    /// was created with. Another principal's session is, to this caller, no session at all.
+    pub async fn bind(&self, raw_id: &str, presented: &Value) -> Result<Bound, GatewayError> {
+        self.bind_for(raw_id, presented, None).await
+    }
+
+    /// [`Gateway::bind`] for a request: for a tool call, the session is loaded together with
+    /// the call's cache entry (one store round trip for a hit, principal check included) and
+    /// its credentials are opened once, for the check and the spawn alike.
+    pub async fn bind_for(
+        &self,
+        raw_id: &str,
+        presented: &Value,
+        operation: Option<&Operation>,
+    ) -> Result<Bound, GatewayError> {
+        let id = SessionId::parse(raw_id).ok_or(GatewayError::SessionNotFound)?;
+        let field = match operation {
+            Some(Operation::CallTool { server, tool, arguments, .. }) => {
+                Some(cache_field(server, tool, arguments))
+            }
+            _ => None,
+        };
+        let (record, prefetched) = match field {
+            Some(field) => {
+                let loaded =
+                    self.store.load_with_cache(&id, now_ms(), self.config.idle_ttl(), &field).await?;
+                let Some((record, entry)) = loaded else {
+                    SessionEvent::NotFound.emit(&self.metrics);
+                    return Err(GatewayError::SessionNotFound);
+                };
+                (record, Some(Prefetched { field, entry }))
+            }
+            None => (self.load_session(&id).await?, None),
+        };
+        let credentials = self.credentials(&id, &record)?;
+        if !same_token(&credentials, presented) {
+            return Err(GatewayError::SessionNotFound);
+        }
+        Ok(Bound { id, record, credentials, prefetched })
+    }
+
+    /// What a client may see of a session.
+    pub fn view<'a>(&self, id: &'a SessionId, record: &'a SessionRecord) -> SessionView<'a> {
+        SessionView { id, record, idle_ttl_secs: self.config.idle_ttl_secs }
+    }
+
+    /// Applies an RFC 7396 merge patch (an object) to the session's `state`
+    /// (compare-and-set, retried under contention); returns the record as written.
+    pub async fn patch_state(
+        &self,
+        id: &SessionId,
+        patch: serde_json::Map<String, Value>,
+    ) -> Result<SessionRecord, GatewayError> {
+        let patch = Value::Object(patch);
+        for attempt in 0..MAX_CAS_ATTEMPTS {
+            let mut record = self.load_session(id).await?;
+            merge_patch(&mut record.state, &patch);
+            let text = record.state.to_string();
+            if text.len() > self.config.max_state_bytes {
+                return Err(GatewayError::StateTooLarge(self.config.max_state_bytes));
+            }
+            let outcome = self
+                .store
+                .replace_state(id, record.state_rev, &text, now_ms(), self.config.idle_ttl())
+                .await?;
+            match outcome {
+                CasOutcome::Applied => {
+                    record.state_rev += 1;
+                    return Ok(record);
+                }
+                CasOutcome::Missing => return Err(GatewayError::SessionNotFound),
+                CasOutcome::Conflict if attempt >= 3 => {
+                    // Spread contending writers apart a little.
+                    let jitter = u64::from(
+                        SystemTime::now()
+                            .duration_since(SystemTime::UNIX_EPOCH)
+                            .map_or(0, |d| d.subsec_nanos())
+                            % 3000,
+                    );
+                    tokio::time::sleep(Duration::from_micros(jitter)).await;
+                }
+                CasOutcome::Conflict => {}
+            }
+        }
+        Err(GatewayError::Contention)
+    }
+
+    /// Ends a session now. Its warm children go, here and (through the store's pub/sub) on
+    /// every other worker.
+    pub async fn delete_session(&self, id: &SessionId) -> Result<(), GatewayError> {
+        if self.store.delete(id).await? {
+            SessionEvent::Deleted.emit(&self.metrics);
+            self.forget_everywhere(id).await;
+            Ok(())
+        } else {
+            Err(GatewayError::SessionNotFound)
+        }
+    }
+
+    /// `logging/setLevel` (a level the adapter checked): kept in the session, so every
+    /// child spawned for it gets the level.
+    pub async fn set_log_level(&self, id: &SessionId, level: &str) -> Result<(), GatewayError> {
+        if self.store.set_field(id, "log_level", level, now_ms(), self.config.idle_ttl()).await? {
+            Ok(())
+        } else {
+            Err(GatewayError::SessionNotFound)
+        }
+    }
+}
+
+/// Whether two credential objects carry the same `token` (compared in constant time).
+fn same_token(a: &Value, b: &Value) -> bool {
+    let hash = |v: &Value| v.get("token").and_then(|t| t.as_str()).map(|t| blake3::hash(t.as_bytes()));
+    // blake3::Hash compares in constant time.
+    hash(a) == hash(b)
+}
