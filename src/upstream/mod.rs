@@ -25,7 +25,10 @@ use crate::config::{Config, ServerConfig};
 use crate::protocol::UPSTREAM_PROTOCOL_VERSION;
 use crate::protocol::jsonrpc::{self, Envelope, Kind, json_string};
 use crate::telemetry::Metrics;
-use crate::telemetry::events::{CacheLookup, CacheOp, Emit, SpawnFailed, SpawnReady, Spawned};
+use crate::telemetry::events::{
+    CacheLookup, CacheOp, Emit, SpawnFailed, SpawnReady, Spawned, WarmEvicted, WarmHeld, WarmSpawned,
+    WarmStart,
+};
 
 pub mod listing;
 pub mod process;
@@ -308,14 +311,14 @@ impl McpManager {
     /// for their exit under the separate `exiting` bound, when it has room).
     fn retire(&self, evicted: Vec<warm::Evicted>) {
         for warm::Evicted { warm, reason } in evicted {
-            self.metrics.warm_evicted(reason);
+            WarmEvicted { reason }.emit(&self.metrics);
             if let Some(mut warm) = warm {
                 warm.child.move_to_exiting(&self.exiting);
                 drop(warm);
             }
         }
         let (children, rss) = self.warm_children();
-        self.metrics.set_warm(children, rss);
+        WarmHeld { children, rss_bytes: rss }.emit(&self.metrics);
     }
 
     /// A slot for one more child: through the bounded queue, then the cap (503 beyond).
@@ -355,7 +358,7 @@ impl McpManager {
             })?;
         Spawned { server: &runtime.label }.emit(&self.metrics);
         if ahead {
-            self.metrics.warm_spawned(&runtime.label);
+            WarmSpawned { server: &runtime.label }.emit(&self.metrics);
         }
         let mut session = UpstreamSession {
             child,
@@ -454,7 +457,7 @@ impl McpManager {
             (None, Some(key)) => {
                 let (warm, evicted) = self.sessions.take(key, runtime.config.init_timeout).await;
                 self.retire(evicted);
-                self.metrics.warm_start(&runtime.label, warm.is_some());
+                WarmStart { server: &runtime.label, hit: warm.is_some() }.emit(&self.metrics);
                 warm.map(|warm| *warm)
             }
             (None, None) => {
@@ -574,7 +577,7 @@ impl McpManager {
             }
         }
         let (children, rss) = self.warm_children();
-        self.metrics.set_warm(children, rss);
+        WarmHeld { children, rss_bytes: rss }.emit(&self.metrics);
     }
 
     /// Starts (once) the task that drops warm children idle past their time.
