@@ -195,7 +195,7 @@ impl Target {
                         if result.is_error {
                             Outcome::Failed(ErrorKind::ToolError)
                         } else {
-                            Outcome::Ok { cached }
+                            Outcome::Ok { cached: cached || result.cached() }
                         }
                     }
                     Ok(CallToolReply { result: None, .. }) => Outcome::Failed(ErrorKind::Body),
@@ -229,7 +229,7 @@ impl Target {
                         Ok(Some(reply)) => match (reply.error, reply.result) {
                             (Some(_), _) => Outcome::Failed(ErrorKind::RpcError),
                             (None, Some(flag)) if flag.is_error => Outcome::Failed(ErrorKind::ToolError),
-                            (None, Some(_)) => Outcome::Ok { cached: false },
+                            (None, Some(flag)) => Outcome::Ok { cached: flag.cached() },
                             (None, None) => Outcome::Failed(ErrorKind::NoReply),
                         },
                         Ok(None) => Outcome::Failed(ErrorKind::NoReply),
@@ -318,12 +318,29 @@ struct CallToolReply {
     cached: bool,
 }
 
-/// The one field of a `CallToolResult` the bench looks at.
+/// The fields of a `CallToolResult` the bench looks at.
 #[derive(Debug, Deserialize)]
 pub(crate) struct ToolResultFlag {
     /// `true` when the tool reported a failure.
     #[serde(default, rename = "isError")]
     pub(crate) is_error: bool,
+    /// The gateway marks a result served from its cache in `_meta` (the only sign on `/mcp`).
+    #[serde(default, rename = "_meta")]
+    meta: Option<ResultMeta>,
+}
+
+/// The part of a result's `_meta` the bench reads.
+#[derive(Debug, Deserialize)]
+struct ResultMeta {
+    #[serde(default, rename = "switchboard/cached")]
+    cached: bool,
+}
+
+impl ToolResultFlag {
+    /// Whether the result came from the gateway's cache.
+    pub(crate) fn cached(&self) -> bool {
+        self.meta.as_ref().is_some_and(|m| m.cached)
+    }
 }
 
 /// The one field of an `initialize` result the bench needs.

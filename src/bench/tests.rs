@@ -284,3 +284,12 @@ async fn duration_bounds_a_run_without_a_budget() {
     assert!(started.elapsed() < Duration::from_secs(5));
     assert!(report.ok > 0 && report.elapsed_secs <= 0.3 + 1e-9, "{report:?}");
 }
+
+#[test]
+fn a_result_served_from_the_cache_is_counted_as_a_hit_on_every_route() {
+    let flag = |text: &str| serde_json::from_str::<ToolResultFlag>(text).expect("a tool result");
+    assert!(flag(r#"{"content":[],"_meta":{"switchboard/cached":true}}"#).cached());
+    assert!(!flag(r#"{"content":[],"_meta":{"progressToken":1}}"#).cached());
+    assert!(!flag(r#"{"content":[]}"#).cached());
+    assert!(flag(r#"{"isError":true,"content":[]}"#).is_error);
+}

@@ -1,20 +1,24 @@
 //! Tool calls through the result cache, shared by `/call-tool` and `tools/call` on `/mcp`.
 //!
 //! A cacheable call makes one store round trip on a hit (session touch and cache
-//! read in one script) and spawns nothing. Identical concurrent misses on any
-//! workers spawn once: the first takes a short lock in the store, the others
-//! wait (bounded) for its result, then run the call themselves.
+//! read in one script; on `/mcp` that same read binds the session) and spawns
+//! nothing. Identical concurrent misses on any workers spawn once: the first takes a
+//! short lock in the store, the others wait (bounded) for its result, then run the
+//! call themselves. A call whose policy needs a tool list nobody has yet learns it
+//! from its own child (no extra spawn) and is cached if the tool qualifies.
 
+use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use super::{Gateway, GatewayError};
+use super::{Bound, Gateway, GatewayError};
+use crate::config::CacheMode;
 use crate::results::{ToolPolicy, cache_field, is_error};
 use crate::session::{SessionId, SessionRecord, now_ms};
 use crate::telemetry::events::{CacheLookup, CacheOp, Emit};
-use crate::upstream::{Client, Relay};
+use crate::upstream::{Call, Client, Outcome, Relay};
 
 /// Longest wait for another worker's identical call before running it here.
 const SINGLE_FLIGHT_WAIT: Duration = Duration::from_secs(15);
@@ -48,6 +52,9 @@ struct Run<'a> {
     client: Client<'a>,
     relay: Option<&'a Relay>,
     policy: Option<&'a ToolPolicy>,
+    /// The session as bound on `/mcp`: its record, its credentials (opened once) and the
+    /// call's cache entry, read in the same store round trip.
+    bound: Option<&'a Bound>,
 }
 
 impl Gateway {
@@ -60,9 +67,32 @@ impl Gateway {
         client: Client<'_>,
         relay: Option<&Relay>,
     ) -> Result<(String, bool), GatewayError> {
+        self.call_tool_in(id, None, call, client, relay).await
+    }
+
+    /// [`Gateway::call_tool`] for a session already bound (see [`Gateway::bind_for`]): no
+    /// second load, no second opening of its credentials.
+    pub async fn call_tool_bound(
+        &self,
+        session: &Bound,
+        call: &ToolCall<'_>,
+        client: Client<'_>,
+        relay: Option<&Relay>,
+    ) -> Result<(String, bool), GatewayError> {
+        self.call_tool_in(&session.id, Some(session), call, client, relay).await
+    }
+
+    async fn call_tool_in(
+        &self,
+        id: &SessionId,
+        bound: Option<&Bound>,
+        call: &ToolCall<'_>,
+        client: Client<'_>,
+        relay: Option<&Relay>,
+    ) -> Result<(String, bool), GatewayError> {
         let started = Instant::now();
         let policy = self.policies.get(call.server, call.tool);
-        let run = Run { gateway: self, id, call, client, relay, policy };
+        let run = Run { gateway: self, id, call, client, relay, policy, bound };
         let result = run.cached().await;
         self.log_activity(id, call, &result, started.elapsed());
         result
@@ -106,21 +136,25 @@ impl Run<'_> {
         if !gateway.allowed(call.server, call.tool) {
             return Err(GatewayError::ToolDenied(call.tool.to_string()));
         }
-        if !self.cacheable().await {
+        let cacheable = self.cacheable().await;
+        if cacheable == Some(false) {
             CacheLookup(CacheOp::Bypass).emit(&gateway.metrics);
-            let record = gateway.load_session(self.id).await?;
-            let raw = self.run(&record).await?;
-            return Ok((self.present(&raw, false), false));
+            let record = match self.bound {
+                Some(bound) => Cow::Borrowed(&bound.record),
+                None => Cow::Owned(gateway.load_session(self.id).await?),
+            };
+            let outcome = self.run(&record, false).await?;
+            return Ok((self.present(outcome.result.get(), false), false));
         }
         let field = cache_field(call.server, call.tool, call.arguments);
-        let loaded =
-            gateway.store.load_with_cache(self.id, now_ms(), gateway.config.idle_ttl(), &field).await?;
-        let Some((record, cached)) = loaded else {
-            return Err(GatewayError::SessionNotFound);
-        };
+        let (record, cached) = self.load_with_cache(&field).await?;
         if let Some(hit) = cached.as_deref().and_then(fresh) {
             CacheLookup(CacheOp::Hit).emit(&gateway.metrics);
             return Ok((self.present(hit, true), true));
+        }
+        if cacheable.is_none() {
+            CacheLookup(CacheOp::MissPolicyUnknown).emit(&gateway.metrics);
+            return self.learn_and_run(&record, &field).await;
         }
         CacheLookup(CacheOp::Miss).emit(&gateway.metrics);
         if gateway.store.try_lock(self.id, &field, LOCK_TTL).await? {
@@ -145,19 +179,34 @@ impl Run<'_> {
         Ok((self.present(&raw, false), false))
     }
 
-    /// Whether this call may be served from and stored in the cache: asked for, and
-    /// allowed by the tool's policy given its annotations (if the tool list is known).
-    async fn cacheable(&self) -> bool {
-        let Some(policy) = self.policy.filter(|_| self.call.use_cache) else { return false };
-        let annotations = self
-            .gateway
-            .known_tools(self.call.server)
-            .await
-            .and_then(|list| {
-                list.iter().find(|t| t.get("name").and_then(Value::as_str) == Some(self.call.tool)).cloned()
-            })
-            .and_then(|t| t.get("annotations").cloned());
-        policy.may_cache(annotations.as_ref())
+    /// Whether this call may be served from and stored in the cache: asked for, and allowed
+    /// by the tool's policy given its annotations. `None`: the policy needs the tool list and
+    /// neither this worker nor the store has it yet.
+    async fn cacheable(&self) -> Option<bool> {
+        let Some(policy) = self.policy.filter(|_| self.call.use_cache) else { return Some(false) };
+        if policy.cache != CacheMode::Auto {
+            return Some(policy.may_cache(None));
+        }
+        let list = self.gateway.known_tools(self.call.server, self.client.capabilities).await?;
+        Some(policy.may_cache(annotations_in(&list, self.call.tool).as_ref()))
+    }
+
+    /// The session record and the call's cache entry: as read when the session was bound,
+    /// else in one store round trip (which also resets the session's idle TTL).
+    async fn load_with_cache(
+        &self,
+        field: &str,
+    ) -> Result<(Cow<'_, SessionRecord>, Option<String>), GatewayError> {
+        if let Some(bound) = self.bound
+            && let Some(prefetched) = bound.prefetched.as_ref().filter(|p| p.field == field)
+        {
+            return Ok((Cow::Borrowed(&bound.record), prefetched.entry.clone()));
+        }
+        let gateway = self.gateway;
+        let loaded =
+            gateway.store.load_with_cache(self.id, now_ms(), gateway.config.idle_ttl(), field).await?;
+        let (record, cached) = loaded.ok_or(GatewayError::SessionNotFound)?;
+        Ok((Cow::Owned(record), cached))
     }
 
     /// What the client sees of a full result.
@@ -165,43 +214,77 @@ impl Run<'_> {
         self.policy.map_or_else(|| raw.to_string(), |p| p.present(raw, cached))
     }
 
-    /// Runs the call on a fresh server with the session's credentials; the raw result.
-    async fn run(&self, record: &SessionRecord) -> Result<String, GatewayError> {
+    /// Runs the call on a server with the session's credentials (a warm child of the session
+    /// when one is ready); with `list_tools`, the same child lists the server's tools too.
+    async fn run(&self, record: &SessionRecord, list_tools: bool) -> Result<Outcome, GatewayError> {
         let gateway = self.gateway;
-        let credentials = gateway.credentials(self.id, record)?;
-        let outcome = gateway
-            .manager
-            .call(
-                self.call.server,
-                &credentials,
-                self.client,
-                "tools/call",
-                Some(self.call.params),
-                self.relay,
-            )
-            .await?;
-        Ok(outcome.result.get().to_string())
+        let credentials = match self.bound {
+            Some(bound) => Cow::Borrowed(&bound.credentials),
+            None => Cow::Owned(gateway.credentials(self.id, record)?),
+        };
+        let call = Call {
+            server: self.call.server,
+            credentials: &credentials,
+            client: self.client,
+            method: "tools/call",
+            params: Some(self.call.params),
+            relay: self.relay,
+            session: Some(self.id.as_str()),
+            list_tools,
+        };
+        Ok(gateway.manager.call_with(call).await?)
     }
 
     /// Runs the call and caches its result (not a tool error) for the policy's TTL.
     async fn run_and_store(&self, record: &SessionRecord, field: &str) -> Result<String, GatewayError> {
-        let gateway = self.gateway;
-        let raw = self.run(record).await?;
-        if !is_error(&raw) {
-            let ttl = self.policy.map_or(gateway.config.cache_ttl, |p| p.cache_ttl);
-            let expires = now_ms().saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
-            let entry = format!("{expires}|{raw}");
-            let config = &gateway.config;
-            let stored = gateway
-                .store
-                .cache_put(self.id, field, &entry, now_ms(), config.idle_ttl(), config.cache_budget_bytes)
-                .await;
-            if let Err(e) = stored {
-                tracing::warn!(error = %e, "could not cache a result");
-            }
-        }
+        let raw = self.run(record, false).await?.result.get().to_string();
+        self.store(field, &raw).await;
         Ok(raw)
     }
+
+    /// A call whose policy needs a tool list nobody has: its child also lists the tools, the
+    /// list is kept for the fleet, and this very result is cached if the tool qualifies.
+    async fn learn_and_run(
+        &self,
+        record: &SessionRecord,
+        field: &str,
+    ) -> Result<(String, bool), GatewayError> {
+        let outcome = self.run(record, true).await?;
+        let raw = outcome.result.get().to_string();
+        if let Some(tools) = outcome.tools {
+            let list = self.gateway.remember_tools(self.call.server, self.client.capabilities, tools).await;
+            if self.policy.is_some_and(|p| p.may_cache(annotations_in(&list, self.call.tool).as_ref())) {
+                self.store(field, &raw).await;
+            }
+        }
+        Ok((self.present(&raw, false), false))
+    }
+
+    /// Caches a result (not a tool error) for the policy's TTL.
+    async fn store(&self, field: &str, raw: &str) {
+        if is_error(raw) {
+            return;
+        }
+        let gateway = self.gateway;
+        let ttl = self.policy.map_or(gateway.config.cache_ttl, |p| p.cache_ttl);
+        let expires = now_ms().saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
+        let entry = format!("{expires}|{raw}");
+        let config = &gateway.config;
+        let stored = gateway
+            .store
+            .cache_put(self.id, field, &entry, now_ms(), config.idle_ttl(), config.cache_budget_bytes)
+            .await;
+        if let Err(e) = stored {
+            tracing::warn!(error = %e, "could not cache a result");
+        }
+    }
+}
+
+/// The annotations of `tool` in a tool list.
+fn annotations_in(list: &[Value], tool: &str) -> Option<Value> {
+    list.iter()
+        .find(|t| t.get("name").and_then(Value::as_str) == Some(tool))
+        .and_then(|t| t.get("annotations").cloned())
 }
 
 /// The result of a cache entry `expires|result` that has not expired.

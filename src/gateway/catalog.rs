@@ -124,13 +124,34 @@ impl Gateway {
         }
         CacheLookup(CacheOp::ToolsMiss).emit(&self.metrics);
         let tools = self.fetch_tools(server, credentials, capabilities).await?;
+        Ok(self.keep_tools(&key, tools).await)
+    }
+
+    /// Keeps a server's tool list (as its child gave it alongside a call) for the fleet: allow
+    /// and deny applied, here and in the store, under the client-capabilities set it was for.
+    pub(super) async fn remember_tools(
+        &self,
+        server: &str,
+        capabilities: Option<&RawValue>,
+        tools: Vec<Value>,
+    ) -> Arc<Vec<Value>> {
+        let capabilities = capabilities.filter(|c| c.get().trim() != "{}");
+        let offered: Vec<Value> = tools
+            .into_iter()
+            .filter(|t| t.get("name").and_then(Value::as_str).is_some_and(|n| self.allowed(server, n)))
+            .collect();
+        self.keep_tools(&self.tools_key(server, capabilities), offered).await
+    }
+
+    /// Keeps a tool list here and in the store.
+    async fn keep_tools(&self, key: &str, tools: Vec<Value>) -> Arc<Vec<Value>> {
         let text = Value::Array(tools.clone()).to_string();
-        if let Err(e) = self.store.put_shared(&key, &text, self.config.tools_cache_ttl).await {
+        if let Err(e) = self.store.put_shared(key, &text, self.config.tools_cache_ttl).await {
             tracing::warn!(error = %e, "could not cache the tool list");
         }
         let list = Arc::new(tools);
-        self.catalog.put(&key, list.clone());
-        Ok(list)
+        self.catalog.put(key, list.clone());
+        list
     }
 
     /// Asks a fresh instance of the server for its tools, following pages (bounded).
@@ -167,16 +188,33 @@ impl Gateway {
         Ok(tools)
     }
 
-    /// A server's tool list if this worker or the shared store knows it (never spawns).
-    pub(super) async fn known_tools(&self, server: &str) -> Option<Arc<Vec<Value>>> {
-        let key = self.tools_key(server, None);
-        if let Some(list) = self.catalog.get(&key, self.config.tools_cache_ttl) {
-            return Some(list);
+    /// A server's tool list if this worker or the shared store knows it (never spawns): the
+    /// one for these client capabilities, else the plain one (annotations do not depend on them).
+    pub(super) async fn known_tools(
+        &self,
+        server: &str,
+        capabilities: Option<&RawValue>,
+    ) -> Option<Arc<Vec<Value>>> {
+        let capabilities = capabilities.filter(|c| c.get().trim() != "{}");
+        let mut keys = vec![self.tools_key(server, None)];
+        if capabilities.is_some() {
+            keys.insert(0, self.tools_key(server, capabilities));
         }
-        let cached = self.store.get_shared(&key).await.ok().flatten()?;
-        let list = Arc::new(serde_json::from_str::<Vec<Value>>(&cached).ok()?);
-        self.catalog.put(&key, list.clone());
-        Some(list)
+        for key in &keys {
+            if let Some(list) = self.catalog.get(key, self.config.tools_cache_ttl) {
+                return Some(list);
+            }
+        }
+        for key in &keys {
+            if let Some(cached) = self.store.get_shared(key).await.ok().flatten()
+                && let Ok(list) = serde_json::from_str::<Vec<Value>>(&cached)
+            {
+                let list = Arc::new(list);
+                self.catalog.put(key, list.clone());
+                return Some(list);
+            }
+        }
+        None
     }
 
     /// The cache key of a server's tool list for a client-capabilities set.

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Bound, Gateway, GatewayError, ToolCall};
 use crate::session::{SessionId, SessionRecord};
-use crate::upstream::{Client, Relay, ReplyRouter};
+use crate::upstream::{Call, Client, McpManager, Relay, ReplyRouter};
 
 /// Most published messages queued for this worker before the subscription waits.
 const DISPATCH_QUEUE: usize = 1024;
@@ -109,13 +109,20 @@ impl Gateway {
                     use_cache: true,
                     route: "/mcp",
                 };
-                Ok(self.call_tool(&session.id, &call, client, relay).await?.0)
+                Ok(self.call_tool_bound(session, &call, client, relay).await?.0)
             }
             Operation::Forward { server, method, params } => {
-                let outcome = self
-                    .manager
-                    .call(&server, &session.credentials, client, &method, params.as_deref(), relay)
-                    .await?;
+                let call = Call {
+                    server: &server,
+                    credentials: &session.credentials,
+                    client,
+                    method: &method,
+                    params: params.as_deref(),
+                    relay,
+                    session: Some(session.id.as_str()),
+                    list_tools: false,
+                };
+                let outcome = self.manager.call_with(call).await?;
                 Ok(outcome.result.get().to_string())
             }
         }
@@ -163,8 +170,23 @@ impl Gateway {
         Ok(())
     }
 
-    /// Handles a message published to this worker: a routed answer or a cancellation.
+    /// A session ended: its warm children go on this worker now, and on every other one
+    /// through the store's pub/sub (the tag is a hash, never the session id).
+    pub(super) async fn forget_everywhere(&self, session: &SessionId) {
+        self.manager.forget_session(session.as_str());
+        let tag = McpManager::session_tag(session.as_str());
+        if let Err(e) = self.store.publish(&self.keys.channel("forget"), &tag).await {
+            tracing::warn!(error = %e, "could not tell the other workers that a session ended");
+        }
+    }
+
+    /// Handles a message published to this worker: a routed answer, a cancellation, or a
+    /// session that ended (its warm children go).
     pub fn on_published(&self, channel: &str, payload: &str) {
+        if channel.ends_with("channel:forget") {
+            self.manager.forget_tag(payload);
+            return;
+        }
         let Ok(message) = serde_json::from_str::<Value>(payload) else { return };
         let session = message.get("session").and_then(|s| s.as_str()).unwrap_or("");
         if channel.ends_with("channel:cancel") {
@@ -179,13 +201,14 @@ impl Gateway {
         self.relay.deliver(session, id, result.as_deref(), error.as_deref());
     }
 
-    /// Subscribes to this worker's channel and the cancellation channel, and routes what
+    /// Subscribes to this worker's channel, the cancellation and the ended-sessions channels, and routes what
     /// arrives to this worker's calls until the gateway is dropped.
     pub fn spawn_dispatcher(self: &std::sync::Arc<Self>) {
         let (tx, mut rx) = mpsc::channel::<(String, String)>(DISPATCH_QUEUE);
         let channels = vec![
             self.keys.channel(&format!("worker:{}", self.relay.worker_id())),
             self.keys.channel("cancel"),
+            self.keys.channel("forget"),
         ];
         self.store.subscribe(channels, tx);
         let gateway = std::sync::Arc::downgrade(self);

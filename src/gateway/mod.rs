@@ -31,7 +31,7 @@ pub use calls::ToolCall;
 pub use catalog::Catalog;
 pub use error::GatewayError;
 pub use mcp::{Inflight, Operation};
-pub use sessions::{Bound, SessionView};
+pub use sessions::{Bound, Prefetched, SessionView};
 
 /// Why a worker could not be assembled from its config.
 #[derive(Debug, thiserror::Error)]

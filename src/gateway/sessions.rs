@@ -5,7 +5,8 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 
-use super::{Gateway, GatewayError};
+use super::{Gateway, GatewayError, Operation};
+use crate::results::cache_field;
 use crate::session::{SCHEMA_VERSION, SessionId, SessionRecord, merge_patch, now_ms};
 use crate::store::CasOutcome;
 use crate::telemetry::events::{Emit, SessionEvent};
@@ -18,6 +19,16 @@ pub struct Bound {
     pub id: SessionId,
     pub record: SessionRecord,
     pub credentials: Value,
+    /// The cache entry of the tool call the session was bound for, read with it.
+    pub prefetched: Option<Prefetched>,
+}
+
+/// A result-cache entry read in the same store round trip that loaded the session.
+pub struct Prefetched {
+    /// The cache field (see `results::cache_field`).
+    pub field: String,
+    /// The entry, if there is one (fresh or not).
+    pub entry: Option<String>,
 }
 
 /// What a client may see of a session (never its credentials).
@@ -112,13 +123,42 @@ impl Gateway {
     /// The session `raw_id` names, if it exists and `presented` carries the same token it
     /// was created with. Another principal's session is, to this caller, no session at all.
     pub async fn bind(&self, raw_id: &str, presented: &Value) -> Result<Bound, GatewayError> {
+        self.bind_for(raw_id, presented, None).await
+    }
+
+    /// [`Gateway::bind`] for a request: for a tool call, the session is loaded together with
+    /// the call's cache entry (one store round trip for a hit, principal check included) and
+    /// its credentials are opened once, for the check and the spawn alike.
+    pub async fn bind_for(
+        &self,
+        raw_id: &str,
+        presented: &Value,
+        operation: Option<&Operation>,
+    ) -> Result<Bound, GatewayError> {
         let id = SessionId::parse(raw_id).ok_or(GatewayError::SessionNotFound)?;
-        let record = self.load_session(&id).await?;
+        let field = match operation {
+            Some(Operation::CallTool { server, tool, arguments, .. }) => {
+                Some(cache_field(server, tool, arguments))
+            }
+            _ => None,
+        };
+        let (record, prefetched) = match field {
+            Some(field) => {
+                let loaded =
+                    self.store.load_with_cache(&id, now_ms(), self.config.idle_ttl(), &field).await?;
+                let Some((record, entry)) = loaded else {
+                    SessionEvent::NotFound.emit(&self.metrics);
+                    return Err(GatewayError::SessionNotFound);
+                };
+                (record, Some(Prefetched { field, entry }))
+            }
+            None => (self.load_session(&id).await?, None),
+        };
         let credentials = self.credentials(&id, &record)?;
         if !same_token(&credentials, presented) {
             return Err(GatewayError::SessionNotFound);
         }
-        Ok(Bound { id, record, credentials })
+        Ok(Bound { id, record, credentials, prefetched })
     }
 
     /// What a client may see of a session.
@@ -167,10 +207,12 @@ impl Gateway {
         Err(GatewayError::Contention)
     }
 
-    /// Ends a session now.
+    /// Ends a session now. Its warm children go, here and (through the store's pub/sub) on
+    /// every other worker.
     pub async fn delete_session(&self, id: &SessionId) -> Result<(), GatewayError> {
         if self.store.delete(id).await? {
             SessionEvent::Deleted.emit(&self.metrics);
+            self.forget_everywhere(id).await;
             Ok(())
         } else {
             Err(GatewayError::SessionNotFound)

@@ -109,11 +109,22 @@ fn presented_credentials(headers: &HeaderMap) -> serde_json::Value {
 
 /// The session of a request: present, existing, and bound to the same credentials.
 async fn session_of(state: &AppState, headers: &HeaderMap) -> Result<Bound, Response> {
+    session_for(state, headers, None).await
+}
+
+/// [`session_of`] for what a request becomes: a tool call's session is read together with
+/// the call's cache entry (one store round trip on a hit).
+async fn session_for(
+    state: &AppState,
+    headers: &HeaderMap,
+    operation: Option<&Operation>,
+) -> Result<Bound, Response> {
     let Some(raw) = headers.get(SESSION_HEADER) else {
         return Err(Rejected::NoSession.respond(&state.metrics, "null"));
     };
     let raw = raw.to_str().unwrap_or("");
-    state.bind(raw, &presented_credentials(headers)).await.map_err(|e| rpc_rejection("null", e))
+    let presented = presented_credentials(headers);
+    state.bind_for(raw, &presented, operation).await.map_err(|e| rpc_rejection("null", e))
 }
 
 pub(super) async fn delete(State(state): State<AppState>, headers: HeaderMap) -> Response {
@@ -159,14 +170,17 @@ pub(super) async fn post(State(state): State<AppState>, headers: HeaderMap, body
             initialize(&state, &headers, &message).await
         }
         kind => {
-            let session = match session_of(&state, &headers).await {
+            let method = message.method.as_deref().unwrap_or_default();
+            let operation = (kind == Kind::Request).then(|| state.operation(method, message.params));
+            let bound_for = operation.as_ref().and_then(|o| o.as_ref().ok());
+            let session = match session_for(&state, &headers, bound_for).await {
                 Ok(s) => s,
                 Err(r) => return r,
             };
-            match kind {
-                Kind::Notification => notification(&state, &session, &message).await,
-                Kind::Response => response(&state, &session, &message).await,
-                _ => request(state, session, &message).await,
+            match (kind, operation) {
+                (Kind::Notification, _) => notification(&state, &session, &message).await,
+                (Kind::Response, _) => response(&state, &session, &message).await,
+                (_, operation) => request(state, session, &message, operation).await,
             }
         }
     }
@@ -233,13 +247,19 @@ async fn response(state: &AppState, session: &Bound, message: &Envelope<'_>) -> 
     }
 }
 
-async fn request(state: AppState, session: Bound, message: &Envelope<'_>) -> Response {
+/// A request of a bound session; `operation` is what it becomes, when already decided.
+async fn request(
+    state: AppState,
+    session: Bound,
+    message: &Envelope<'_>,
+    operation: Option<Result<Operation, GatewayError>>,
+) -> Response {
     let id = message.id.map_or("null", RawValue::get).to_string();
     let method = message.method.as_deref().unwrap_or_default();
     match method {
         "ping" => json(StatusCode::OK, jsonrpc::response(&id, "{}")),
         "logging/setLevel" => set_log_level(&state, &session, &id, message.params).await,
-        _ => match state.operation(method, message.params) {
+        _ => match operation.unwrap_or_else(|| state.operation(method, message.params)) {
             Ok(operation) => SseRelay::start(&state, session, id, operation).respond().await,
             Err(e) => json(StatusCode::OK, rpc_error_line(&id, e)),
         },

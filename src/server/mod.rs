@@ -158,6 +158,8 @@ pub async fn run(
         async move {
             shutdown.await;
             state.draining.store(true, Ordering::SeqCst);
+            // Warm children serve no one during a drain: they go first.
+            state.manager.drain();
             tracing::info!("shutting down: draining in-flight requests");
             begun.notify_one();
         }

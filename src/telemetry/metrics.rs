@@ -32,6 +32,12 @@ struct OpLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WarmLabels {
+    server: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StoreFailureLabels {
     op: &'static str,
     kind: &'static str,
@@ -49,6 +55,11 @@ pub struct Metrics {
     cache: Family<OpLabels, Counter>,
     store_errors: Counter,
     sessions: Family<OpLabels, Counter>,
+    warm_starts: Family<WarmLabels, Counter>,
+    warm_spawns: Family<ServerLabels, Counter>,
+    warm_evictions: Family<ReasonLabels, Counter>,
+    warm_children: Gauge,
+    warm_rss: Gauge,
     /// Failed store operations by operation and error kind, counted at the store boundary
     /// (see `telemetry::events::store`).
     store_failures: Family<StoreFailureLabels, Counter>,
@@ -79,6 +90,11 @@ impl Metrics {
         let cache = Family::<OpLabels, Counter>::default();
         let store_errors = Counter::default();
         let sessions = Family::<OpLabels, Counter>::default();
+        let warm_starts = Family::<WarmLabels, Counter>::default();
+        let warm_spawns = Family::<ServerLabels, Counter>::default();
+        let warm_evictions = Family::<ReasonLabels, Counter>::default();
+        let warm_children = Gauge::default();
+        let warm_rss = Gauge::default();
         let store_failures = Family::<StoreFailureLabels, Counter>::default();
         let refusals = Family::<ReasonLabels, Counter>::default();
         registry.register("http_requests", "HTTP requests by route and status", requests.clone());
@@ -99,6 +115,23 @@ impl Metrics {
         registry.register("store_errors", "Session store operations that failed", store_errors.clone());
         registry.register("sessions", "Session lifecycle events", sessions.clone());
         registry.register(
+            "warm_starts",
+            "Requests of a session on a server with warm starts: hit (a warm child of that session was ready) or miss",
+            warm_starts.clone(),
+        );
+        registry.register(
+            "warm_spawns",
+            "Warm children started ahead of a session's next request (also counted in mcp_spawns)",
+            warm_spawns.clone(),
+        );
+        registry.register(
+            "warm_evictions",
+            "Warm children dropped unused, by reason",
+            warm_evictions.clone(),
+        );
+        registry.register("warm_children", "Warm children held (starting or ready)", warm_children.clone());
+        registry.register("warm_rss_bytes", "Resident memory of the ready warm children", warm_rss.clone());
+        registry.register(
             "store_failures",
             "Session store operations that failed, by operation and error kind",
             store_failures.clone(),
@@ -115,6 +148,11 @@ impl Metrics {
             cache,
             store_errors,
             sessions,
+            warm_starts,
+            warm_spawns,
+            warm_evictions,
+            warm_children,
+            warm_rss,
             store_failures,
             refusals,
         }
@@ -161,6 +199,26 @@ impl Metrics {
 
     pub(crate) fn session(&self, op: &'static str) {
         self.sessions.get_or_create(&OpLabels { op }).inc();
+    }
+
+    /// A request found (`hit`) or did not find (`miss`) a warm child of its session.
+    pub(crate) fn warm_start(&self, server: &str, hit: bool) {
+        let outcome = if hit { "hit" } else { "miss" };
+        self.warm_starts.get_or_create(&WarmLabels { server: server.to_string(), outcome }).inc();
+    }
+
+    pub(crate) fn warm_spawned(&self, server: &str) {
+        self.warm_spawns.get_or_create(&ServerLabels { server: server.to_string() }).inc();
+    }
+
+    /// A warm child dropped unused: `idle`, `count`, `rss`, `capacity`, `stale`, `forgotten`, `drain`, `failed`.
+    pub(crate) fn warm_evicted(&self, reason: &'static str) {
+        self.warm_evictions.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
+    pub(crate) fn set_warm(&self, children: usize, rss_bytes: u64) {
+        self.warm_children.set(i64::try_from(children).unwrap_or(i64::MAX));
+        self.warm_rss.set(i64::try_from(rss_bytes).unwrap_or(i64::MAX));
     }
 
     /// The Prometheus text exposition.

@@ -6,9 +6,16 @@
 //! environment, runs `initialize` → `notifications/initialized` → the request,
 //! and hands the child to the background ladder as soon as the response is
 //! read. Nothing here knows about HTTP or Redis.
+//!
+//! Two ways a child can be ready before its request: `prespawn` pools for servers
+//! whose environment is the same for everyone, and warm starts keyed by session
+//! ([`warm`]) for servers whose environment carries the session's credentials. A
+//! request can also have its child answer `tools/list` alongside ([`listing`]), so the
+//! gateway learns a server's tools from the first call without another spawn.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::value::RawValue;
@@ -18,11 +25,16 @@ use crate::config::{Config, ServerConfig};
 use crate::protocol::UPSTREAM_PROTOCOL_VERSION;
 use crate::protocol::jsonrpc::{self, Envelope, Kind, json_string};
 use crate::telemetry::Metrics;
-use crate::telemetry::events::{CacheLookup, CacheOp, Emit, SpawnFailed, SpawnReady, Spawned};
+use crate::telemetry::events::{
+    CacheLookup, CacheOp, Emit, SpawnFailed, SpawnReady, Spawned, WarmEvicted, WarmHeld, WarmSpawned,
+    WarmStart,
+};
 
+pub mod listing;
 pub mod process;
 pub mod relay;
 pub mod stdio;
+mod warm;
 
 use process::{ChildProcess, Reaper, SpawnSpec};
 pub use relay::{Delivery, ReplyRouter, ServerMessage};
@@ -72,6 +84,11 @@ struct ServerRuntime {
     config_hash: String,
     /// Pre-spawned children, when `prespawn` is set.
     pool: Option<Pool>,
+    /// How long a warm child of a session is kept (zero: no warm starts; capped by the idle TTL).
+    warm_idle: Duration,
+    /// The program run: resolved on the child's `PATH` once when started without a
+    /// parent-death signal (std uses `posix_spawn` only for a program given as a path).
+    program: String,
 }
 
 /// A value with `{credentials.PATH}` placeholders.
@@ -139,8 +156,43 @@ pub struct McpManager {
     /// bounded separately, at four times the cap.
     exiting: Arc<Semaphore>,
     queue_wait: Duration,
+    /// The queue's size: fewer free queue permits means requests wait for a slot (busy).
+    max_queue: usize,
     reaper: Reaper,
     metrics: Arc<Metrics>,
+    /// Warm children of sessions (servers whose environment depends on the session).
+    sessions: warm::SessionPool,
+    /// Warm-ups in progress, and their bound (CPU spent on them is taken from requests).
+    warming: Arc<AtomicUsize>,
+    max_warming: usize,
+    /// Whether the task that drops idle warm children runs.
+    sweeping: AtomicBool,
+}
+
+/// One request to a server, with what the gateway knows around it.
+#[derive(Clone, Copy)]
+pub struct Call<'a> {
+    pub server: &'a str,
+    pub credentials: &'a serde_json::Value,
+    pub client: Client<'a>,
+    pub method: &'a str,
+    /// Raw params of the request.
+    pub params: Option<&'a RawValue>,
+    /// Where what the server sends first goes (the `/mcp` SSE stream); `None`: refused/dropped.
+    pub relay: Option<&'a Relay>,
+    /// The session served: lets the worker use, and afterwards start, a warm child of it.
+    pub session: Option<&'a str>,
+    /// Also read the server's whole `tools/list` from the same child ([`Outcome::tools`]).
+    pub list_tools: bool,
+}
+
+/// What a served request leaves to do: start the session's next child.
+struct WarmPlan {
+    key: warm::WarmKey,
+    spec: SpawnSpec,
+    capabilities: Option<Box<RawValue>>,
+    log_level: Option<String>,
+    server: String,
 }
 
 /// What the gateway knows of the MCP client a request comes from (on `/mcp`).
@@ -165,6 +217,9 @@ pub struct Outcome {
     pub result: Box<RawValue>,
     /// The server's `InitializeResult`, raw (capabilities, serverInfo, instructions).
     pub init: Box<RawValue>,
+    /// The server's whole tool list, when the call asked for it ([`Call::list_tools`]) and
+    /// it came complete within its bounds; the raw `tools` entries of every page.
+    pub tools: Option<Vec<serde_json::Value>>,
 }
 
 impl McpManager {
@@ -173,7 +228,12 @@ impl McpManager {
         let servers = config
             .servers
             .iter()
-            .map(|(name, server)| (name.clone(), ServerRuntime::new(name, server, worker_env)))
+            .map(|(name, server)| {
+                let mut runtime = ServerRuntime::new(name, server, worker_env);
+                // A warm child never outlives what its session may: idle sessions expire.
+                runtime.warm_idle = runtime.warm_idle.min(config.idle_ttl());
+                (name.clone(), runtime)
+            })
             .collect();
         Self {
             servers,
@@ -181,8 +241,16 @@ impl McpManager {
             queue: Arc::new(Semaphore::new(config.max_queue)),
             exiting: Arc::new(Semaphore::new(config.max_children.saturating_mul(4))),
             queue_wait: config.queue_wait,
+            max_queue: config.max_queue,
             reaper: Reaper::new(),
             metrics,
+            sessions: warm::SessionPool::new(
+                config.warm_max_children,
+                config.warm_max_rss_mb.saturating_mul(1024 * 1024),
+            ),
+            warming: Arc::new(AtomicUsize::new(0)),
+            max_warming: (config.max_children / 2).max(1),
+            sweeping: AtomicBool::new(false),
         }
     }
 
@@ -205,34 +273,93 @@ impl McpManager {
 
     /// Worker shutdown: kill every child now and wait (bounded) for all to be reaped.
     pub async fn shutdown(&self, bound: Duration) -> bool {
+        self.drain();
         self.reaper.shutdown(bound).await
     }
 
+    /// Drain began: warm children are taken down and no new one is started.
+    pub fn drain(&self) {
+        self.retire(self.sessions.close());
+    }
+
+    /// A session was deleted or expired: its warm children (ready or starting) go now.
+    pub fn forget_session(&self, session: &str) {
+        self.retire(self.sessions.forget(&warm::session_hash(session)));
+    }
+
+    /// What other workers are told when a session ends: the hash its warm children are kept
+    /// under (hex), never the session id itself.
+    pub fn session_tag(session: &str) -> String {
+        blake3::Hash::from_bytes(warm::session_hash(session)).to_hex().to_string()
+    }
+
+    /// [`McpManager::forget_session`] by a tag from [`McpManager::session_tag`] (from another
+    /// worker); anything else is ignored.
+    pub fn forget_tag(&self, tag: &str) {
+        if let Ok(hash) = blake3::Hash::from_hex(tag.trim()) {
+            self.retire(self.sessions.forget(hash.as_bytes()));
+        }
+    }
+
+    /// Warm children held (ready and starting) and the resident memory of the ready ones.
+    pub fn warm_children(&self) -> (usize, u64) {
+        let counts = self.sessions.counts();
+        (counts.ready + counts.starting, counts.rss)
+    }
+
+    /// Takes down warm children dropped unused: their cap slot is freed at once (they wait
+    /// for their exit under the separate `exiting` bound, when it has room).
+    fn retire(&self, evicted: Vec<warm::Evicted>) {
+        for warm::Evicted { warm, reason } in evicted {
+            WarmEvicted { reason }.emit(&self.metrics);
+            if let Some(mut warm) = warm {
+                warm.child.move_to_exiting(&self.exiting);
+                drop(warm);
+            }
+        }
+        let (children, rss) = self.warm_children();
+        WarmHeld { children, rss_bytes: rss }.emit(&self.metrics);
+    }
+
     /// A slot for one more child: through the bounded queue, then the cap (503 beyond).
+    /// A warm child gives its slot up to a request that finds none free.
     async fn admit(&self) -> Result<OwnedSemaphorePermit, UpstreamError> {
         let _queued = self.queue.clone().try_acquire_owned().map_err(|_| UpstreamError::Saturated)?;
+        if let Ok(permit) = self.slots.clone().try_acquire_owned() {
+            return Ok(permit);
+        }
+        if let Some(evicted) = self.sessions.evict_lru("capacity") {
+            self.retire(vec![evicted]);
+            if let Ok(permit) = self.slots.clone().try_acquire_owned() {
+                return Ok(permit);
+            }
+        }
         tokio::time::timeout(self.queue_wait, self.slots.clone().acquire_owned())
             .await
             .map_err(|_| UpstreamError::Saturated)?
             .map_err(|_| UpstreamError::Saturated)
     }
 
-    /// Spawns and initialises a child (initialize → response → notifications/initialized).
+    /// Spawns and initialises a child (initialize → response → notifications/initialized);
+    /// `ahead`: a session's warm child, started before its request.
     async fn start(
         &self,
         runtime: &ServerRuntime,
-        credentials: &serde_json::Value,
+        spec: &SpawnSpec,
         client: Client<'_>,
         permit: OwnedSemaphorePermit,
+        ahead: bool,
     ) -> Result<Warm, UpstreamError> {
-        let spec = runtime.spawn_spec(credentials);
         let started = Instant::now();
-        let (child, stdout) = process::spawn(&spec, runtime.config.shutdown_grace, permit, &self.reaper)
+        let (child, stdout) = process::spawn(spec, runtime.config.shutdown_grace, permit, &self.reaper)
             .map_err(|e| {
                 SpawnFailed { server: &runtime.label, error: &e }.emit(&self.metrics);
                 UpstreamError::Spawn { program: spec.program.clone(), error: e }
             })?;
         Spawned { server: &runtime.label }.emit(&self.metrics);
+        if ahead {
+            WarmSpawned { server: &runtime.label }.emit(&self.metrics);
+        }
         let mut session = UpstreamSession {
             child,
             reader: LineReader::new(stdout, runtime.config.max_message_bytes),
@@ -289,34 +416,86 @@ impl McpManager {
         params: Option<&RawValue>,
         relay: Option<&Relay>,
     ) -> Result<Outcome, UpstreamError> {
-        let runtime = self.servers.get(server).ok_or_else(|| UpstreamError::UnknownServer(server.into()))?;
-        // Warm children were initialised for no client in particular: only such requests fit.
-        let fits_pool = client.is_plain();
-        let warm = match (&runtime.pool, fits_pool) {
+        let call =
+            Call { server, credentials, client, method, params, relay, session: None, list_tools: false };
+        self.run(&call).await.0
+    }
+
+    /// Like [`McpManager::call`], for a session: uses a warm child of the session when one
+    /// is ready, and once the server has answered, starts the session's next child in the
+    /// background (servers whose environment depends on the session, spare capacity only).
+    /// With [`Call::list_tools`] the outcome carries the server's tool list too.
+    pub async fn call_with(self: &Arc<Self>, call: Call<'_>) -> Result<Outcome, UpstreamError> {
+        self.ensure_sweeper();
+        let (result, plan) = self.run(&call).await;
+        if let Some(plan) = plan {
+            let manager = self.clone();
+            tokio::spawn(async move { manager.warm_up(plan).await });
+        }
+        result
+    }
+
+    async fn run(&self, call: &Call<'_>) -> (Result<Outcome, UpstreamError>, Option<WarmPlan>) {
+        let Some(runtime) = self.servers.get(call.server) else {
+            return (Err(UpstreamError::UnknownServer(call.server.into())), None);
+        };
+        let spec = runtime.spawn_spec(call.credentials);
+        let key = call
+            .session
+            .filter(|_| runtime.warm_starts())
+            .map(|session| warm::WarmKey::new(session, &spec, call.client));
+        // Pre-spawned children were initialised for no client in particular: only such requests fit.
+        let warm = match (&runtime.pool, call.client.is_plain()) {
             (Some(pool), true) => pool.take_or_wait(runtime.config.init_timeout).await,
             _ => None,
         };
-        let warm = match warm {
-            Some(warm) => {
+        let warm = match (warm, &key) {
+            (Some(warm), _) => {
                 CacheLookup(CacheOp::PrespawnHit).emit(&self.metrics);
-                warm
+                Some(warm)
             }
-            None => {
+            (None, Some(key)) => {
+                let (warm, evicted) = self.sessions.take(key, runtime.config.init_timeout).await;
+                self.retire(evicted);
+                WarmStart { server: &runtime.label, hit: warm.is_some() }.emit(&self.metrics);
+                warm.map(|warm| *warm)
+            }
+            (None, None) => {
                 if runtime.pool.is_some() {
                     CacheLookup(CacheOp::PrespawnMiss).emit(&self.metrics);
                 }
-                let permit = self.admit().await?;
-                self.start(runtime, credentials, client, permit).await?
+                None
+            }
+        };
+        let warm = match warm {
+            Some(warm) => warm,
+            None => {
+                let started = match self.admit().await {
+                    Ok(permit) => self.start(runtime, &spec, call.client, permit, false).await,
+                    Err(e) => Err(e),
+                };
+                match started {
+                    Ok(warm) => warm,
+                    Err(e) => return (Err(e), None),
+                }
             }
         };
         let Warm { child, reader, init, .. } = warm;
-        let mut session =
-            UpstreamSession { child, reader, relay, inbound: mpsc::channel(16), relayed: Vec::new() };
+        let mut session = UpstreamSession {
+            child,
+            reader,
+            relay: call.relay,
+            inbound: mpsc::channel(16),
+            relayed: Vec::new(),
+        };
         session.child.set_on_abandon(Some(cancelled_line("1")));
         let limit = runtime.config.call_timeout;
         let work = async {
-            match tokio::time::timeout(limit, session.request("1", method, params)).await {
-                Ok(result) => result,
+            if call.list_tools {
+                return session.request_with_tools(call.method, call.params, limit).await;
+            }
+            match tokio::time::timeout(limit, session.request("1", call.method, call.params)).await {
+                Ok(result) => result.map(|result| (result, None)),
                 Err(_) => Err(timeout("answer", limit)),
             }
         };
@@ -324,7 +503,8 @@ impl McpManager {
             result = work => result,
             () = self.reaper.killing() => Err(UpstreamError::Exited),
         };
-        if result.is_ok() || matches!(result, Err(UpstreamError::Rpc(_))) {
+        let answered = result.is_ok() || matches!(result, Err(UpstreamError::Rpc(_)));
+        if answered {
             // Answered: nothing to cancel; it exits in the background, off the cap.
             session.child.set_on_abandon(None);
             session.child.move_to_exiting(&self.exiting);
@@ -337,7 +517,86 @@ impl McpManager {
         if let Some(pool) = &runtime.pool {
             pool.refill.notify_one();
         }
-        result.map(|result| Outcome { result, init })
+        let plan = key.filter(|_| answered).map(|key| WarmPlan {
+            key,
+            spec,
+            capabilities: call.client.capabilities.map(ToOwned::to_owned),
+            log_level: call.client.log_level.map(String::from),
+            server: call.server.to_string(),
+        });
+        (result.map(|(result, tools)| Outcome { result, init, tools }), plan)
+    }
+
+    /// Whether a warm-up may start now: nobody waits for a slot, a slot is free, and after
+    /// taking it one is still free or freeable (a ready warm child gives way to a request).
+    fn spare_capacity(&self) -> bool {
+        let counts = self.sessions.counts();
+        let free = self.slots.available_permits();
+        self.queue.available_permits() >= self.max_queue
+            && self.warming.load(Ordering::SeqCst) < self.max_warming
+            && free >= 1
+            && (free >= 2 || counts.ready >= 1)
+    }
+
+    /// Starts a session's next child and keeps it ready (bounded; spare capacity only).
+    async fn warm_up(&self, plan: WarmPlan) {
+        let Some(runtime) = self.servers.get(&plan.server) else { return };
+        if !self.spare_capacity() {
+            return;
+        }
+        let Ok(permit) = self.slots.clone().try_acquire_owned() else { return };
+        let (reserved, evicted) = self.sessions.reserve(plan.key, runtime.warm_idle);
+        self.retire(evicted);
+        let Some((id, cancel)) = reserved else { return };
+        self.warming.fetch_add(1, Ordering::SeqCst);
+        let _warming = Decrement(self.warming.clone());
+        let client =
+            Client { capabilities: plan.capabilities.as_deref(), log_level: plan.log_level.as_deref() };
+        let started = tokio::select! {
+            started = self.start(runtime, &plan.spec, client, permit, true) => started,
+            // Forgotten or drained while starting: the half-started child is dropped, and so taken down.
+            () = cancel.cancelled() => return,
+        };
+        match started {
+            Ok(warm) => {
+                let rss = warm.child.pid().map_or(0, warm::resident_bytes);
+                match self.sessions.fill(id, Box::new(warm), rss) {
+                    Ok(evicted) => self.retire(evicted),
+                    Err(mut unwanted) => unwanted.child.move_to_exiting(&self.exiting),
+                }
+                // A request that began waiting for a slot meanwhile comes first.
+                if self.queue.available_permits() < self.max_queue
+                    && let Some(evicted) = self.sessions.evict_lru("capacity")
+                {
+                    self.retire(vec![evicted]);
+                }
+            }
+            Err(e) => {
+                tracing::debug!(server = %runtime.label, error = %e, "warm start failed");
+                self.retire(self.sessions.fail(id));
+            }
+        }
+        let (children, rss) = self.warm_children();
+        WarmHeld { children, rss_bytes: rss }.emit(&self.metrics);
+    }
+
+    /// Starts (once) the task that drops warm children idle past their time.
+    fn ensure_sweeper(self: &Arc<Self>) {
+        if self.sweeping.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let manager = Arc::downgrade(self);
+        let reaper = self.reaper.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    () = reaper.killing() => return,
+                }
+                let Some(manager) = manager.upgrade() else { return };
+                manager.retire(manager.sessions.sweep(Instant::now()));
+            }
+        });
     }
 
     /// Keeps the warm pools of the servers that have one topped up, until worker shutdown.
@@ -362,7 +621,8 @@ impl McpManager {
                 // Never wait for a slot: requests in the queue come first.
                 let Ok(permit) = self.slots.clone().try_acquire_owned() else { break };
                 pool.warming.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let started = self.start(runtime, &serde_json::Value::Null, Client::default(), permit).await;
+                let spec = runtime.spawn_spec(&serde_json::Value::Null);
+                let started = self.start(runtime, &spec, Client::default(), permit, false).await;
                 let ok = match started {
                     Ok(warm) => {
                         failures = 0;
@@ -396,6 +656,15 @@ impl McpManager {
                 }
             }
         }
+    }
+}
+
+/// Decrements a counter when dropped (on every exit path of a task).
+struct Decrement(Arc<AtomicUsize>);
+
+impl Drop for Decrement {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -551,6 +820,13 @@ impl ServerRuntime {
         let hashed: BTreeMap<&str, &String> = config.env.iter().map(|(k, v)| (k.as_str(), v)).collect();
         let fingerprint = serde_json::json!({"command": config.command, "env": hashed});
         let config_hash = blake3::hash(fingerprint.to_string().as_bytes()).to_hex()[..16].to_string();
+        let program = config.command.first().cloned().unwrap_or_default();
+        let program = if config.parent_death_signal {
+            program
+        } else {
+            let path = fixed_env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_str());
+            resolve_program(&program, path)
+        };
         let pool = (config.prespawn > 0).then(|| Pool {
             idle: std::sync::Mutex::new(std::collections::VecDeque::new()),
             max_age: config.prespawn_max_age,
@@ -559,7 +835,22 @@ impl ServerRuntime {
             waiting: std::sync::atomic::AtomicUsize::new(0),
             ready: tokio::sync::Notify::new(),
         });
-        Self { config: config.clone(), label: Arc::from(name), fixed_env, templated_env, config_hash, pool }
+        Self {
+            config: config.clone(),
+            label: Arc::from(name),
+            fixed_env,
+            templated_env,
+            config_hash,
+            pool,
+            warm_idle: config.warm_idle,
+            program,
+        }
+    }
+
+    /// Whether children are started ahead for sessions: the environment depends on the
+    /// session (else `prespawn` serves) and `warm_idle_secs` is not 0.
+    fn warm_starts(&self) -> bool {
+        !self.templated_env.is_empty() && !self.warm_idle.is_zero()
     }
 
     fn spawn_spec(&self, credentials: &serde_json::Value) -> SpawnSpec {
@@ -570,13 +861,31 @@ impl ServerRuntime {
             }
         }
         SpawnSpec {
-            program: self.config.command[0].clone(),
+            program: self.program.clone(),
             args: self.config.command[1..].to_vec(),
             env,
             label: self.label.clone(),
             max_stderr_lines: self.config.max_stderr_lines,
+            parent_death_signal: self.config.parent_death_signal,
         }
     }
+}
+
+/// `program` as a path: itself if it names one, else the first executable file of that name
+/// on `path`; unchanged when none is found (the spawn then fails as it would have).
+fn resolve_program(program: &str, path: Option<&str>) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    if program.contains('/') {
+        return program.to_string();
+    }
+    path.into_iter()
+        .flat_map(|p| p.split(':'))
+        .filter(|dir| !dir.is_empty())
+        .map(|dir| std::path::Path::new(dir).join(program))
+        .find(|candidate| {
+            std::fs::metadata(candidate).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+        .map_or_else(|| program.to_string(), |found| found.to_string_lossy().into_owned())
 }
 
 /// One spawned server and the conversation with it.
@@ -609,6 +918,19 @@ impl UpstreamSession<'_> {
     ) -> Result<Box<RawValue>, UpstreamError> {
         self.send(&jsonrpc::request(id, method, params)).await?;
         loop {
+            let (got, result) = self.next_response().await?;
+            if got == id {
+                return result;
+            }
+        }
+    }
+
+    /// Reads until the next response, of any id (raw), handling the server's own requests
+    /// and notifications in between. The inner result is the response's: `Rpc` for an error.
+    async fn next_response(
+        &mut self,
+    ) -> Result<(String, Result<Box<RawValue>, UpstreamError>), UpstreamError> {
+        loop {
             let line = tokio::select! {
                 line = self.reader.next_line() => line,
                 Some(answer) = self.inbound.1.recv() => {
@@ -630,14 +952,16 @@ impl UpstreamSession<'_> {
                 continue;
             };
             match envelope.kind() {
-                Kind::Response if envelope.id.is_some_and(|i| i.get() == id) => {
+                Kind::Response => {
+                    let got = envelope.id.map_or("null", RawValue::get).to_string();
                     if let Some(error) = envelope.error {
-                        return Err(UpstreamError::Rpc(error.to_owned()));
+                        return Ok((got, Err(UpstreamError::Rpc(error.to_owned()))));
                     }
-                    return envelope
+                    let result = envelope
                         .result
                         .map(RawValue::to_owned)
                         .ok_or_else(|| UpstreamError::Protocol("response without result".into()));
+                    return Ok((got, result));
                 }
                 Kind::Request => {
                     let original = envelope.id.map_or("null", RawValue::get).to_string();
@@ -666,7 +990,7 @@ impl UpstreamSession<'_> {
                         let _ = relay.events.try_send(ServerMessage::Notification(text.to_string()));
                     }
                 }
-                Kind::Response | Kind::Invalid => {}
+                Kind::Invalid => {}
             }
         }
     }

@@ -16,3 +16,4 @@ mod results;
 mod store_contract;
 mod support;
 mod topologies;
+mod warm;

@@ -13,6 +13,9 @@ pub enum CacheOp {
     Miss,
     /// Not cacheable (policy, annotations, or `cache: false`): the call runs.
     Bypass,
+    /// Not cached, and the policy needs a tool list nobody has: the call's own child lists
+    /// the tools, and its result is stored if the tool qualifies.
+    MissPolicyUnknown,
     /// A tool list found in the shared store.
     ToolsHit,
     /// A tool list fetched from the server.
@@ -33,6 +36,7 @@ impl CacheOp {
             Self::HitAfterWait => "hit_after_wait",
             Self::Miss => "miss",
             Self::Bypass => "bypass",
+            Self::MissPolicyUnknown => "miss_policy_unknown",
             Self::ToolsHit => "tools_hit",
             Self::ToolsMiss => "tools_miss",
             Self::ToolsServerFailed => "tools_server_failed",

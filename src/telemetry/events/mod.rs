@@ -4,18 +4,20 @@
 //!
 //! One file per boundary: `http` (requests completed, refusals at the edge), `cache`
 //! (result and tool-list cache lookups, warm pools), `spawn` (MCP server processes),
-//! `session` (session lifecycle). Store failures are counted at the store boundary.
+//! `warm` (warm starts keyed by session), `session` (session lifecycle). Store failures are counted at the store boundary.
 
 mod cache;
 mod http;
 mod session;
 mod spawn;
 pub mod store;
+mod warm;
 
 pub use cache::{CacheLookup, CacheOp};
 pub use http::{Refusal, RequestCompleted};
 pub use session::SessionEvent;
 pub use spawn::{SpawnFailed, SpawnReady, Spawned};
+pub use warm::{WarmEvicted, WarmHeld, WarmSpawned, WarmStart};
 
 use super::Metrics;
 

@@ -345,9 +345,27 @@ pub async fn get_json(
     response.json().await.expect("JSON body")
 }
 
-/// The worker's `switchboard_mcp_spawns_total`, summed over servers.
+/// Children that served requests on a worker, summed over servers: spawns made for a request,
+/// plus warm children (started ahead for a session) that a request used.
 pub async fn spawns(client: &reqwest::Client, worker: &Worker) -> f64 {
-    metric_total(client, worker, "switchboard_mcp_spawns_total").await
+    let response = client.get(worker.url("/metrics")).send().await.expect("GET /metrics");
+    let text = response.text().await.expect("metrics text");
+    served_by_children(&text)
+}
+
+/// [`spawns`] from a metrics text.
+pub fn served_by_children(metrics: &str) -> f64 {
+    let sum = |prefix: &str, suffix: &str| -> f64 {
+        metrics
+            .lines()
+            .filter(|l| {
+                l.starts_with(prefix) && l.rsplit_once(' ').is_some_and(|(name, _)| name.ends_with(suffix))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    sum("switchboard_mcp_spawns_total", "") - sum("switchboard_warm_spawns_total", "")
+        + sum("switchboard_warm_starts_total", r#"outcome="hit"}"#)
 }
 
 /// POST /init with the token `demo`; returns the session id.
