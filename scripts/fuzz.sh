@@ -6,8 +6,10 @@
 # 1. Installs cargo-fuzz (pinned, --locked) when it is missing or another version; needs
 #    the `nightly` rustup toolchain (installed with the minimal profile when missing).
 # 2. Checks the fuzz crate's formatting, then builds all targets once: `cargo +nightly fuzz
-#    build` (optimised, debug assertions and overflow checks on, AddressSanitizer), into
-#    target/fuzz/build.
+#    build` (optimised, debug assertions and overflow checks on), into
+#    target/fuzz/build-<sanitizer>. No sanitizer by default: the crate forbids unsafe code,
+#    and without AddressSanitizer a target runs 3 to 7 times as many inputs and builds
+#    with about 40% less CPU; FUZZ_SANITIZER=address for a deeper run.
 # 3. Runs each target for SECONDS_PER_TARGET on a corpus under target/fuzz/corpus/<target>,
 #    seeded from the checked-in fuzz/seeds/<target>/ (the repository is never written),
 #    with bounded memory (-rss_limit_mb) and input size (-max_len), and the tokens of
@@ -17,8 +19,8 @@
 # printing the crashing input's path (under target/fuzz/artifacts/) and how to replay it;
 # exits 2 if it could not build or run at all.
 #
-# Environment: FUZZ_TARGETS (space-separated subset), FUZZ_BUILD_FLAGS (extra flags for
-# `cargo fuzz build`, e.g. `-s none` to build without AddressSanitizer),
+# Environment: FUZZ_TARGETS (space-separated subset), FUZZ_SANITIZER (none, address, …:
+# cargo fuzz's -s; default none), FUZZ_BUILD_FLAGS (extra flags for `cargo fuzz build`),
 # FUZZ_RSS_LIMIT_MB (default 1024), FUZZ_MAX_LEN (default 16384).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
@@ -29,8 +31,9 @@ TOOLCHAIN=nightly
 SECONDS_PER_TARGET=${1:-60}
 RSS_LIMIT_MB=${FUZZ_RSS_LIMIT_MB:-1024}
 MAX_LEN=${FUZZ_MAX_LEN:-16384}
+SANITIZER=${FUZZ_SANITIZER:-none}
 OUT=$ROOT/target/fuzz
-BUILD_DIR=$OUT/build
+BUILD_DIR=$OUT/build-$SANITIZER
 
 if ! [[ $SECONDS_PER_TARGET =~ ^[1-9][0-9]*$ ]]; then
     echo "usage: scripts/fuzz.sh [SECONDS_PER_TARGET] (a positive integer)" >&2
@@ -54,7 +57,7 @@ fi
 cargo fmt --manifest-path fuzz/Cargo.toml --check || exit 2
 started=$EPOCHREALTIME
 # shellcheck disable=SC2086 # FUZZ_BUILD_FLAGS is a list of flags
-cargo "+$TOOLCHAIN" fuzz build --target-dir "$BUILD_DIR" ${FUZZ_BUILD_FLAGS:-} || exit 2
+cargo "+$TOOLCHAIN" fuzz build -s "$SANITIZER" --target-dir "$BUILD_DIR" ${FUZZ_BUILD_FLAGS:-} || exit 2
 build_secs=$(awk -v a="$started" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.0f", b - a }')
 host=$(rustup run "$TOOLCHAIN" rustc -vV | sed -n 's/^host: //p')
 BIN_DIR=$BUILD_DIR/$host/release
