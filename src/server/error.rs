@@ -44,6 +44,16 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "not_found", "no such route")
     }
 
+    /// The route exists but not for this method; `allow` lists the methods it answers.
+    pub fn method_not_allowed(allow: &str) -> Self {
+        let message = if allow.is_empty() {
+            "this route does not answer this method (the Allow header lists those it does)".to_owned()
+        } else {
+            format!("this route answers {allow} only")
+        };
+        Self::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", message)
+    }
+
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         self.status
@@ -112,7 +122,7 @@ fn upstream_error(e: &UpstreamError, code: &'static str) -> ApiError {
         UpstreamError::UnknownServer(_) => StatusCode::NOT_FOUND,
         UpstreamError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
         UpstreamError::TooLarge { .. }
-        | UpstreamError::Spawn(_)
+        | UpstreamError::Spawn { .. }
         | UpstreamError::Exited
         | UpstreamError::Protocol(_)
         | UpstreamError::Rpc(_) => StatusCode::BAD_GATEWAY,

@@ -143,7 +143,9 @@ pub(super) async fn delete(State(state): State<AppState>, headers: HeaderMap) ->
 
 pub(super) async fn get() -> Response {
     // No standalone server-to-client stream: each child lives for one request only.
-    (StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, "POST, DELETE")]).into_response()
+    let mut response = super::ApiError::method_not_allowed("POST, DELETE").into_response();
+    response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST, DELETE"));
+    response
 }
 
 pub(super) async fn post(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {

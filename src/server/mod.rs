@@ -97,6 +97,8 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(admin::readyz))
         .route("/metrics", get(admin::metrics))
         .fallback(|| async { ApiError::no_route() })
+        // axum adds the `Allow` header to this answer.
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed("") })
         // Bodies are read by the handlers with their own bound (see body::read).
         .layer(DefaultBodyLimit::disable())
         .layer(middleware::from_fn_with_state(state.clone(), observe))

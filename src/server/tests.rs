@@ -340,6 +340,11 @@ async fn upstream_failures_are_502_and_504() {
         let answer =
             worker.call(&id, json!({"tool": tool, "arguments": {"text": "x"}, "cache": false})).await;
         answer.is_error(status, code);
+        if code == "upstream_spawn_failed" {
+            let message = answer.json["error"]["message"].as_str().unwrap_or_default();
+            assert!(message.contains("/nonexistent/switchboard-test-server"), "names the command: {message}");
+            assert!(message.contains("absolute path"), "says what to do: {message}");
+        }
     }
     worker.finish().await;
 }
@@ -470,13 +475,17 @@ async fn a_store_that_is_down_is_a_503_with_retry_after_and_not_ready() {
 async fn unknown_routes_are_404_and_wrong_methods_405() {
     let worker = Worker::demo();
     worker.json("GET", "/nope", None, Value::Null).await.is_error(StatusCode::NOT_FOUND, "not_found");
-    assert_eq!(worker.json("GET", "/init", None, Value::Null).await.status, StatusCode::METHOD_NOT_ALLOWED);
+    let get_init = worker.json("GET", "/init", None, Value::Null).await;
+    get_init.is_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+    assert_eq!(get_init.headers["allow"], "POST", "{}", get_init.text);
     let get =
         worker.send(Request::get("/mcp").header("host", "localhost").body(Body::empty()).unwrap()).await;
     assert_eq!(
         (get.status, get.headers["allow"].to_str().unwrap()),
         (StatusCode::METHOD_NOT_ALLOWED, "POST, DELETE")
     );
+    let body: Value = serde_json::from_str(&get.text).unwrap();
+    assert_eq!(body["error"]["code"], "method_not_allowed");
     worker.finish().await;
 }
 

@@ -47,8 +47,8 @@ pub enum UpstreamError {
     Saturated,
     #[error("no MCP server named `{0}` is configured")]
     UnknownServer(String),
-    #[error("the MCP server could not be started: {0}")]
-    Spawn(std::io::Error),
+    #[error("the MCP server `{program}` could not be started: {error}{}", spawn_hint(error))]
+    Spawn { program: String, error: std::io::Error },
     #[error("the MCP server did not {phase} within {secs:.1} s")]
     Timeout { phase: &'static str, secs: f64 },
     #[error("the MCP server exited or closed its output before answering")]
@@ -354,7 +354,7 @@ impl McpManager {
         let (child, stdout) = process::spawn(spec, runtime.config.shutdown_grace, permit, &self.reaper)
             .map_err(|e| {
                 SpawnFailed { server: &runtime.label, error: &e }.emit(&self.metrics);
-                UpstreamError::Spawn(e)
+                UpstreamError::Spawn { program: spec.program.clone(), error: e }
             })?;
         Spawned { server: &runtime.label }.emit(&self.metrics);
         if ahead {
@@ -768,6 +768,17 @@ fn offers_logging(init: &RawValue) -> bool {
         .ok()
         .and_then(|i| i.capabilities)
         .is_some_and(|c| c.logging.is_some())
+}
+
+/// What to do about a server that cannot be started, when the cause says it.
+fn spawn_hint(error: &std::io::Error) -> &'static str {
+    match error.kind() {
+        std::io::ErrorKind::NotFound => {
+            " (not found on the worker's PATH: give an absolute path, or \"{switchboard}\" for this binary)"
+        }
+        std::io::ErrorKind::PermissionDenied => " (not executable by the worker's user)",
+        _ => "",
+    }
 }
 
 fn timeout(phase: &'static str, limit: Duration) -> UpstreamError {

@@ -5,6 +5,8 @@
 #![cfg(target_os = "linux")]
 // A panic in a test is a failed assertion, not a crash on outside input.
 #![allow(clippy::unwrap_used)]
+// The tests start redis-server, nginx, workers and CLIs themselves and stop them by pid.
+#![allow(clippy::disallowed_methods)]
 
 mod cli;
 mod core;
