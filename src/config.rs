@@ -35,6 +35,10 @@ pub const DEMO_TOKEN: &str = "demo";
 /// Name of the single server built from `SWITCHBOARD_MCP_COMMAND` or the demo default.
 pub const DEFAULT_SERVER: &str = "default";
 
+/// The longest duration any key accepts: ten years. Far beyond any sensible setting, and
+/// far below what would overflow a deadline computed from now.
+pub const MAX_DURATION_SECS: u64 = 10 * 365 * 24 * 3600;
+
 /// A check of the loaded config made by a module above this one: `Err` says what is wrong.
 pub type Check<'a> = &'a dyn Fn(&Config) -> Result<(), String>;
 
@@ -420,6 +424,9 @@ impl Config {
         if self.idle_ttl_secs == 0 {
             invalid("idle_ttl_secs must be at least 1".into());
         }
+        if self.idle_ttl_secs > MAX_DURATION_SECS {
+            invalid(format!("idle_ttl_secs must be at most {MAX_DURATION_SECS} (ten years)"));
+        }
         if self.max_children == 0 {
             invalid("max_children must be at least 1".into());
         }
@@ -526,6 +533,12 @@ mod secs_f64 {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let secs = f64::deserialize(d)?;
+        if secs > super::MAX_DURATION_SECS as f64 {
+            return Err(serde::de::Error::custom(format!(
+                "{secs} s is more than the {} s (ten years) any duration may be",
+                super::MAX_DURATION_SECS
+            )));
+        }
         Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom)
     }
 }

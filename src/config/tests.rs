@@ -112,3 +112,12 @@ fn a_negative_tool_cache_ttl_is_a_config_error() {
     let Err(err) = crate::results::Policies::from_config(&config) else { panic!("accepted") };
     assert!(err.contains("servers.a.tools.tool `t`: cache_ttl_secs must be 0 or more"), "{err}");
 }
+
+#[test]
+fn durations_beyond_ten_years_are_config_errors_not_overflows() {
+    let error = load(Some("idle_ttl_secs = 18446744073709551615\n"), &[]).unwrap_err().to_string();
+    assert!(error.contains("idle_ttl_secs must be at most"), "{error}");
+    let error = load(Some("drain_timeout_secs = 1e300\n"), &[]).unwrap_err().to_string();
+    assert!(error.contains("ten years"), "{error}");
+    assert!(load(Some("idle_ttl_secs = 315360000\n"), &[]).is_ok());
+}
