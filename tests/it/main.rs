@@ -8,6 +8,7 @@
 // The tests start redis-server, nginx, workers and CLIs themselves and stop them by pid.
 #![allow(clippy::disallowed_methods)]
 
+mod abuse;
 mod cli;
 mod core;
 mod mcp;
