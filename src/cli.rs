@@ -349,9 +349,7 @@ async fn serve(_config: Config) -> anyhow::Result<()> {
 
 #[cfg(target_os = "linux")]
 async fn serve(config: Config) -> anyhow::Result<()> {
-    if let Err(e) = process::become_subreaper() {
-        tracing::warn!(error = %e, "cannot become a child subreaper; orphaned grandchildren will go to init");
-    }
+    process::init_worker();
     let metrics = Arc::new(Metrics::new());
     let store: Arc<dyn SessionStore> = match &config.redis_url {
         Some(url) => Arc::new(

@@ -197,7 +197,8 @@ pub struct ServerConfig {
     /// session's pauses without keeping idle servers for long; never longer than the idle TTL.
     #[serde(with = "secs_f64", rename = "warm_idle_secs")]
     pub warm_idle: Duration,
-    /// The kernel kills a child when its worker dies, even by SIGKILL (`PR_SET_PDEATHSIG`).
+    /// The kernel kills a child when its worker dies, even by SIGKILL (`PR_SET_PDEATHSIG`), and
+    /// the worker's process sentinel kills the rest of the child's process group.
     /// That needs a hook in the child between `fork` and `exec`; `false` lets the worker use
     /// `posix_spawn` (vfork) instead, about 0.3 ms less per request. Turn it off only where
     /// something else takes the children down with the worker (the shipped systemd unit's

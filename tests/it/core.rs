@@ -128,7 +128,11 @@ async fn fifty_concurrent_patches_over_two_workers_lose_nothing() {
     assert!(view.get("credentials").is_none() && !view.to_string().contains("demo\""));
 }
 
-fn misbehaving_worker(dir: &std::path::Path, mode: &str, call_timeout_secs: f64) -> (Worker, String) {
+pub(crate) fn misbehaving_worker(
+    dir: &std::path::Path,
+    mode: &str,
+    call_timeout_secs: f64,
+) -> (Worker, String) {
     let pidfile = dir.join(format!("{mode}.pid")).to_string_lossy().into_owned();
     let config = write_config(
         dir,
@@ -146,13 +150,13 @@ shutdown_grace_secs = 0.3
     (Worker::start(&[], Some(&config)), pidfile)
 }
 
-fn read_pids(pidfile: &str) -> (u32, u32, u32) {
+pub(crate) fn read_pids(pidfile: &str) -> (u32, u32, u32) {
     let text = std::fs::read_to_string(pidfile).expect("fixture wrote its pid file");
     let v: Vec<u32> = text.split_whitespace().map(|s| s.parse().unwrap()).collect();
     (v[0], v[1], v[2])
 }
 
-fn assert_nothing_left(worker: &Worker, pids: (u32, u32, u32)) {
+pub(crate) fn assert_nothing_left(worker: &Worker, pids: (u32, u32, u32)) {
     let (pid, pgid, grandchild) = pids;
     assert_ne!(pgid, worker.pid(), "the server must run in its own process group");
     let gone = eventually(Duration::from_secs(5), || {

@@ -42,7 +42,7 @@ fn wait_until(limit: Duration, mut ready: impl FnMut() -> bool) -> bool {
     false
 }
 
-fn signal(pid: u32, sig: i32) {
+pub fn signal(pid: u32, sig: i32) {
     let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
 }
 
@@ -280,9 +280,20 @@ pub fn processes() -> Vec<(u32, u32, u32)> {
     out
 }
 
-/// Children (direct, alive or zombie) of `pid`.
+/// Children (direct, alive or zombie) of `pid`, except a worker's process sentinel (part
+/// of the worker, alive as long as it is).
 pub fn children_of(pid: u32) -> Vec<u32> {
-    processes().into_iter().filter(|(_, ppid, _)| *ppid == pid).map(|(p, _, _)| p).collect()
+    processes()
+        .into_iter()
+        .filter(|(p, ppid, _)| *ppid == pid && !is_sentinel(*p))
+        .map(|(p, _, _)| p)
+        .collect()
+}
+
+/// Whether `pid` is a worker's process sentinel (`switchboard __process-sentinel`).
+pub fn is_sentinel(pid: u32) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .is_ok_and(|c| c.split(|b| *b == 0).nth(1) == Some(b"__process-sentinel".as_slice()))
 }
 
 /// Members of process group `pgid`.
