@@ -27,6 +27,7 @@ pub const ENV_KEYS: &[&str] = &[
     "SWITCHBOARD_MCP_COMMAND",
     "SWITCHBOARD_SECRET_KEY",
     "SWITCHBOARD_SECRET_KEYS_OLD",
+    "SWITCHBOARD_HTTP_ALLOWED_HOSTS",
 ];
 
 /// The token accepted by the embedded default when nothing else is configured.
@@ -114,7 +115,7 @@ pub struct Config {
     pub auth: AuthConfig,
     /// The MCP servers this gateway fronts, by name.
     pub servers: BTreeMap<String, ServerConfig>,
-    /// Allowed `Origin`s and `Host`s on `/mcp` (protection against DNS rebinding).
+    /// Allowed `Origin`s and `Host`s (protection against DNS rebinding) and connection limits.
     pub http: HttpConfig,
     /// Most warm children kept per worker for servers whose environment depends on the session
     /// (see `warm_idle_secs`). They also count against `max_children`, and a request that finds
@@ -141,14 +142,32 @@ pub struct AuthConfig {
     pub timeout: Duration,
 }
 
-/// `Origin` and `Host` checks for `/mcp`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// The HTTP edge: `Origin` and `Host` checks (every route) and connection limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpConfig {
     /// Origins allowed besides loopback ones (`http://localhost:*` and friends).
     pub allowed_origins: Vec<String>,
-    /// Host names allowed besides loopback ones; checked only when the worker listens on loopback.
+    /// Host names allowed besides loopback ones; checked only when the worker listens on
+    /// loopback. Behind nginx on the same host, the public names nginx serves
+    /// (`SWITCHBOARD_HTTP_ALLOWED_HOSTS`, comma-separated).
     pub allowed_hosts: Vec<String>,
+    /// Longest time a client may take to send a request's headers: counted from the accept
+    /// for a connection's first request, from the first byte for later ones; then the
+    /// connection is closed. 10 s: real clients and nginx send headers in milliseconds, and a
+    /// slowloris client holds a connection no longer than this.
+    #[serde(with = "secs_f64", rename = "header_read_timeout_secs")]
+    pub header_read_timeout: Duration,
+    /// A keep-alive connection with no request in flight is closed after this long without a
+    /// new one. 75 s: longer than nginx's upstream `keepalive_timeout` (60 s), so nginx closes
+    /// its idle connections first and never sends a request on one the worker is closing.
+    #[serde(with = "secs_f64", rename = "idle_timeout_secs")]
+    pub idle_timeout: Duration,
+    /// Most client connections served at once. Beyond it new connections wait in the listen
+    /// backlog for a second, then are closed. 4096: far above what nginx's upstream keepalive
+    /// pool needs, and with the children's pipes (3 per child) well below the unit's
+    /// `LimitNOFILE=65536`, so the cap is reached before the worker runs out of descriptors.
+    pub max_connections: usize,
 }
 
 /// One stdio MCP server the gateway spawns per request.
@@ -253,6 +272,18 @@ impl Default for Config {
             http: HttpConfig::default(),
             warm_max_children: 4,
             warm_max_rss_mb: 256,
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(75),
+            max_connections: 4096,
         }
     }
 }
@@ -382,6 +413,9 @@ impl Config {
         if let Some(v) = get("SWITCHBOARD_SECRET_KEYS_OLD") {
             self.secret_keys_old = split_list(&v);
         }
+        if let Some(v) = get("SWITCHBOARD_HTTP_ALLOWED_HOSTS") {
+            self.http.allowed_hosts = split_list(&v);
+        }
         Ok(())
     }
 
@@ -430,6 +464,12 @@ impl Config {
         }
         if self.max_children == 0 {
             invalid("max_children must be at least 1".into());
+        }
+        if self.http.max_connections == 0 {
+            invalid("http.max_connections must be at least 1".into());
+        }
+        if self.http.header_read_timeout.is_zero() || self.http.idle_timeout.is_zero() {
+            invalid("http.header_read_timeout_secs and http.idle_timeout_secs must be above 0".into());
         }
         if self.key_prefix.contains(['{', '}']) {
             invalid("key_prefix must not contain `{` or `}` (they form Redis hash tags)".into());
@@ -480,6 +520,14 @@ impl Config {
     /// The auth mode in force (always set after [`Config::load`]).
     pub fn auth_mode(&self) -> AuthMode {
         self.auth.mode.unwrap_or(AuthMode::Static)
+    }
+
+    /// Whether the public `demo` token must be refused: it is among the static tokens but the
+    /// worker listens beyond loopback, where anyone who read the README could use it.
+    pub fn refuses_demo_token(&self) -> bool {
+        !self.listen.ip().is_loopback()
+            && self.auth_mode() == AuthMode::Static
+            && self.auth.static_tokens.iter().any(|t| t == DEMO_TOKEN)
     }
 
     /// The idle TTL as a duration.

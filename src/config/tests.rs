@@ -121,3 +121,42 @@ fn durations_beyond_ten_years_are_config_errors_not_overflows() {
     assert!(error.contains("ten years"), "{error}");
     assert!(load(Some("idle_ttl_secs = 315360000\n"), &[]).is_ok());
 }
+
+#[test]
+fn the_http_limits_have_defaults_and_refuse_zero() {
+    let config = load(None, &[]).unwrap();
+    assert_eq!(config.http.header_read_timeout, Duration::from_secs(10));
+    assert_eq!(config.http.idle_timeout, Duration::from_secs(75));
+    assert_eq!(config.http.max_connections, 4096);
+    let text = "[http]\nheader_read_timeout_secs = 0.5\nidle_timeout_secs = 2\nmax_connections = 20\n";
+    let config = load(Some(text), &[]).unwrap();
+    assert_eq!(
+        (config.http.header_read_timeout, config.http.idle_timeout, config.http.max_connections),
+        (Duration::from_millis(500), Duration::from_secs(2), 20)
+    );
+    let error =
+        load(Some("[http]\nmax_connections = 0\nidle_timeout_secs = 0\n"), &[]).unwrap_err().to_string();
+    assert!(error.contains("http.max_connections must be at least 1"), "{error}");
+    assert!(error.contains("idle_timeout_secs must be above 0"), "{error}");
+    let hosts = load(None, &[("SWITCHBOARD_HTTP_ALLOWED_HOSTS", "mcp.example.com, b.example")]).unwrap();
+    assert_eq!(hosts.http.allowed_hosts, ["mcp.example.com", "b.example"]);
+}
+
+#[test]
+fn the_demo_token_is_refused_only_beyond_loopback() {
+    let on = |listen: &str, tokens: Option<&str>| {
+        let mut env = vec![("SWITCHBOARD_LISTEN", listen)];
+        if let Some(tokens) = tokens {
+            env.push(("SWITCHBOARD_AUTH_STATIC_TOKENS", tokens));
+        }
+        load(None, &env).unwrap().refuses_demo_token()
+    };
+    assert!(!on("127.0.0.1:8080", None), "the embedded default on loopback keeps `demo`");
+    assert!(!on("[::1]:8080", None));
+    assert!(on("0.0.0.0:8080", None), "the embedded default beyond loopback");
+    assert!(on("192.0.2.7:8080", Some("real,demo")), "listed explicitly, still public");
+    assert!(!on("0.0.0.0:8080", Some("real")), "no `demo` to refuse");
+    let open =
+        load(None, &[("SWITCHBOARD_LISTEN", "0.0.0.0:8080"), ("SWITCHBOARD_AUTH_MODE", "none")]).unwrap();
+    assert!(!open.refuses_demo_token(), "no tokens are checked in mode none");
+}

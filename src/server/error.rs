@@ -305,6 +305,21 @@ impl Rejected {
         }
     }
 
+    /// The refusal, counted and logged, as an error of the HTTP API (`{"error": …}`): the
+    /// same status and message as on `/mcp`, for every other route.
+    pub fn respond_api(self, metrics: &Metrics) -> Response {
+        self.reason().emit(metrics);
+        let code = match &self {
+            Self::Origin => "origin_not_allowed",
+            Self::Host => "host_not_allowed",
+            Self::MediaType => "unsupported_media_type",
+            Self::BodyTooLarge(_) => "body_too_large",
+            _ => "bad_request",
+        };
+        let (status, _, message) = self.answer();
+        ApiError::new(status, code, message).into_response()
+    }
+
     /// The refusal, counted and logged, as a JSON-RPC error response for request `id`.
     pub fn respond(self, metrics: &Metrics, id: &str) -> Response {
         self.reason().emit(metrics);

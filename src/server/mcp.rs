@@ -1,10 +1,10 @@
 //! MCP Streamable HTTP at `/mcp`, legacy era (2025-03-26 … 2025-11-25): the adapter.
 //!
-//! It checks the transport (Origin, Host, Accept, protocol version, content type,
-//! body framing), reads the session from `Mcp-Session-Id` and the credentials from
-//! `Authorization: Bearer`, and hands each JSON-RPC message to the gateway. What the
-//! server sends before its response streams to the client as SSE on the same POST
-//! ([`SseRelay`]); answers to the server's own requests and `notifications/cancelled`
+//! It checks the transport (Accept, protocol version, content type, body framing; Origin
+//! and Host are checked for every route by `guard.rs`), reads the session from
+//! `Mcp-Session-Id` and the credentials from `Authorization: Bearer`, and hands each
+//! JSON-RPC message to the gateway. What the server sends before its response streams to
+//! the client as SSE on the same POST ([`SseRelay`]); answers to the server's own requests and `notifications/cancelled`
 //! may reach any worker and are routed by the gateway.
 //!
 //! **Invariant:** payloads are forwarded as raw JSON; only ids are rewritten (and, for
@@ -37,39 +37,6 @@ const RELAY_BUFFER: usize = 64;
 const LOG_LEVELS: [&str; 8] =
     ["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"];
 
-fn is_loopback_host(host: &str) -> bool {
-    matches!(host, "localhost" | "127.0.0.1" | "[::1]" | "::1")
-}
-
-/// `host[:port]` → host.
-fn host_part(authority: &str) -> &str {
-    if authority.starts_with('[') {
-        return authority.find(']').map_or(authority, |i| &authority[..=i]);
-    }
-    authority.rsplit_once(':').map_or(authority, |(h, _)| h)
-}
-
-/// Origin and Host checks against DNS rebinding.
-fn check_origin_and_host(state: &AppState, headers: &HeaderMap) -> Result<(), Rejected> {
-    if let Some(origin) = headers.get(header::ORIGIN) {
-        let origin = origin.to_str().unwrap_or("");
-        let authority = origin.split_once("://").map_or("", |(_, rest)| rest);
-        let allowed = is_loopback_host(host_part(authority))
-            || state.config.http.allowed_origins.iter().any(|o| o == origin);
-        if !allowed {
-            return Err(Rejected::Origin);
-        }
-    }
-    if state.config.listen.ip().is_loopback() {
-        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
-        let name = host_part(host);
-        if !(is_loopback_host(name) || state.config.http.allowed_hosts.iter().any(|h| h == name)) {
-            return Err(Rejected::Host);
-        }
-    }
-    Ok(())
-}
-
 fn check_accept(headers: &HeaderMap) -> Result<(), Rejected> {
     let accept = headers.get(header::ACCEPT).and_then(|h| h.to_str().ok()).unwrap_or("");
     let any = accept.contains("*/*");
@@ -90,8 +57,7 @@ fn check_protocol_version(headers: &HeaderMap) -> Result<(), Rejected> {
 }
 
 fn check_content_type(headers: &HeaderMap) -> Result<(), Rejected> {
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|h| h.to_str().ok()).unwrap_or("");
-    if content_type.starts_with("application/json") { Ok(()) } else { Err(Rejected::MediaType) }
+    if super::guard::is_json(headers) { Ok(()) } else { Err(Rejected::MediaType) }
 }
 
 /// Credentials presented on this request: `Authorization: Bearer T` → `{"token": T}`.
@@ -128,9 +94,6 @@ async fn session_for(
 }
 
 pub(super) async fn delete(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Err(r) = check_origin_and_host(&state, &headers) {
-        return r.respond(&state.metrics, "null");
-    }
     let session = match session_of(&state, &headers).await {
         Ok(s) => s,
         Err(r) => return r,
@@ -186,9 +149,9 @@ pub(super) async fn post(State(state): State<AppState>, headers: HeaderMap, body
     }
 }
 
-/// The checks every POST passes, then its body as text.
+/// The checks every POST passes (after `Origin` and `Host`, checked for every route by
+/// `guard.rs`), then its body as text.
 async fn read_message(state: &AppState, headers: &HeaderMap, request: Body) -> Result<String, Rejected> {
-    check_origin_and_host(state, headers)?;
     check_accept(headers)?;
     check_protocol_version(headers)?;
     check_content_type(headers)?;

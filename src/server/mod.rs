@@ -5,7 +5,9 @@
 //! The handlers are thin adapters: `routes.rs` (the legacy JSON API) and `mcp.rs`
 //! (Streamable HTTP) parse a request, call the [`Gateway`], and render the answer;
 //! `error.rs` is the one mapping from errors to statuses and bodies; `body.rs` reads
-//! bounded bodies; `admin.rs` answers health, readiness and metrics.
+//! bounded bodies; `admin.rs` answers health, readiness and metrics. Before any route,
+//! `guard.rs` checks `Origin`, `Host` and the content type of every request; beneath the
+//! routes, `conn.rs` accepts connections and enforces the connection limits.
 //!
 //! **Invariant:** no session state lives here between requests; everything a
 //! request needs is loaded from the store and written back before it answers.
@@ -21,8 +23,9 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{Config, DEMO_TOKEN};
 use crate::gateway::{Gateway, StartError};
 use crate::store::SessionStore;
 use crate::telemetry::Metrics;
@@ -30,7 +33,9 @@ use crate::telemetry::events::{Emit, RequestCompleted};
 
 mod admin;
 mod body;
+mod conn;
 pub mod error;
+mod guard;
 mod mcp;
 mod routes;
 
@@ -61,6 +66,16 @@ impl AppState {
         metrics: Arc<Metrics>,
         worker_env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, StartError> {
+        let mut config = config;
+        if config.refuses_demo_token() {
+            tracing::error!(
+                listen = %config.listen,
+                "THE DEMO TOKEN `{DEMO_TOKEN}` IS DISABLED: this worker listens beyond loopback and \
+                 `{DEMO_TOKEN}` is public, so it is refused. Set real tokens \
+                 (SWITCHBOARD_AUTH_STATIC_TOKENS) or SWITCHBOARD_AUTH_MODE=http with SWITCHBOARD_AUTH_URL"
+            );
+            config.auth.static_tokens.retain(|t| t != DEMO_TOKEN);
+        }
         Ok(Self::from_gateway(Gateway::new(config, store, metrics, worker_env)?))
     }
 
@@ -101,6 +116,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed("") })
         // Bodies are read by the handlers with their own bound (see body::read).
         .layer(DefaultBodyLimit::disable())
+        .layer(middleware::from_fn_with_state(state.clone(), guard::check))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }
@@ -143,6 +159,7 @@ fn new_request_id() -> String {
 ///
 /// Starts what a worker runs beside its requests: the dispatcher of answers and
 /// cancellations published by other workers, and the warm pools of `prespawn` servers.
+/// Connections are served with the limits of `http.*` (see `conn.rs`).
 pub async fn run(
     listener: TcpListener,
     state: AppState,
@@ -150,25 +167,26 @@ pub async fn run(
 ) -> std::io::Result<()> {
     state.gateway.spawn_dispatcher();
     state.manager.start_prespawning();
+    warn_if_short_of_descriptors(&state.config);
     let app = router(state.clone());
-    let begun = Arc::new(tokio::sync::Notify::new());
+    let stop = CancellationToken::new();
     let signal = {
         let state = state.clone();
-        let begun = begun.clone();
+        let stop = stop.clone();
         async move {
             shutdown.await;
             state.draining.store(true, Ordering::SeqCst);
             // Warm children serve no one during a drain: they go first.
             state.manager.drain();
             tracing::info!("shutting down: draining in-flight requests");
-            begun.notify_one();
+            stop.cancel();
         }
     };
-    let serve = axum::serve(listener, app).with_graceful_shutdown(signal).into_future();
+    let serve = conn::serve(listener, app, state.config.http.clone(), state.metrics.clone(), stop);
     let drain = state.config.drain_timeout;
     tokio::select! {
-        result = serve => result?,
-        () = async { begun.notified().await; tokio::time::sleep(drain).await } => {
+        () = serve => {}
+        () = async { signal.await; tokio::time::sleep(drain).await } => {
             tracing::warn!(secs = drain.as_secs_f64(), "drain timeout reached; abandoning the remaining requests");
         }
     }
@@ -177,4 +195,38 @@ pub async fn run(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Descriptors a worker needs besides its client connections: Redis, the listener, logs.
+const SPARE_DESCRIPTORS: u64 = 64;
+
+/// Warns once at start when `http.max_connections` plus the children's pipes (three per
+/// child) do not fit under the open-file limit: the worker would then run out of
+/// descriptors (and back off its accepts) before it reaches its connection cap.
+fn warn_if_short_of_descriptors(config: &Config) {
+    let Some(limit) = open_file_limit() else { return };
+    let connections = u64::try_from(config.http.max_connections).unwrap_or(u64::MAX);
+    let children = u64::try_from(config.max_children).unwrap_or(u64::MAX).saturating_mul(3);
+    let needed = connections.saturating_add(children).saturating_add(SPARE_DESCRIPTORS);
+    if needed > limit {
+        tracing::warn!(
+            limit,
+            needed,
+            max_connections = config.http.max_connections,
+            max_children = config.max_children,
+            "the open-file limit (ulimit -n, LimitNOFILE) is below http.max_connections + 3 × max_children + 64: \
+             raise it or lower http.max_connections"
+        );
+    }
+}
+
+/// The soft limit on open files of this process, from `/proc/self/limits`.
+fn open_file_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    parse_open_file_limit(&limits)
+}
+
+fn parse_open_file_limit(limits: &str) -> Option<u64> {
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.trim_start_matches("Max open files").split_whitespace().next()?.parse().ok()
 }

@@ -97,8 +97,11 @@ impl Worker {
     }
 
     async fn json(&self, method: &str, uri: &str, session: Option<&str>, body: Value) -> Answer {
-        let mut request =
-            Request::builder().method(method).uri(uri).header("content-type", "application/json");
+        let mut request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("host", "localhost:8080")
+            .header("content-type", "application/json");
         if let Some(id) = session {
             request = request.header("mcp-session-id", id);
         }
@@ -179,7 +182,11 @@ async fn init_refuses_bad_bodies_and_credentials_with_clear_codes() {
         ),
     ];
     for (body, status, code) in cases {
-        let request = Request::post("/init").body(Body::from(body)).unwrap();
+        let request = Request::post("/init")
+            .header("host", "localhost")
+            .header("content-type", "application/json")
+            .body(Body::from(body))
+            .unwrap();
         worker.send(request).await.is_error(status, code);
     }
     worker.finish().await;
@@ -507,6 +514,126 @@ async fn health_readiness_and_metrics_answer() {
         metrics.text
     );
     assert!(metrics.headers.contains_key("x-request-id"));
+    worker.finish().await;
+}
+
+#[tokio::test]
+async fn every_route_checks_origin_and_host_on_a_loopback_listener() {
+    let worker = Worker::demo();
+    let init = || {
+        Request::post("/init")
+            .header("host", "localhost:8080")
+            .header("content-type", "application/json")
+            .body(Body::from(json!({"credentials": {"token": "demo"}}).to_string()))
+            .unwrap()
+    };
+    let with = |name: &'static str, value: &str| {
+        let mut request = init();
+        request.headers_mut().insert(name, value.parse().unwrap());
+        request
+    };
+    let origin = worker.send(with("origin", "https://evil.example")).await;
+    origin.is_error(StatusCode::FORBIDDEN, "origin_not_allowed");
+    let host = worker.send(with("host", "evil.example:8080")).await;
+    host.is_error(StatusCode::MISDIRECTED_REQUEST, "host_not_allowed");
+    for path in ["/session", "/tools", "/healthz", "/metrics", "/nope"] {
+        let request = Request::get(path).header("host", "evil.example").body(Body::empty()).unwrap();
+        let answer = worker.send(request).await;
+        answer.is_error(StatusCode::MISDIRECTED_REQUEST, "host_not_allowed");
+    }
+    for allowed in ["http://localhost:3000", "http://127.0.0.1", "http://[::1]:9"] {
+        assert_eq!(worker.send(with("origin", allowed)).await.status, StatusCode::OK, "{allowed}");
+    }
+    for host in ["127.0.0.1:8080", "[::1]:8080", "localhost"] {
+        assert_eq!(worker.send(with("host", host)).await.status, StatusCode::OK, "{host}");
+    }
+    let metrics = worker.json("GET", "/metrics", None, Value::Null).await.text;
+    assert!(metrics.contains(r#"switchboard_refusals_total{reason="host"} 6"#), "{metrics}");
+    worker.finish().await;
+}
+
+#[tokio::test]
+async fn allowed_origins_and_hosts_extend_the_loopback_ones_and_host_is_free_beyond_loopback() {
+    let mut listed = config(vec![("default", demo_server(None))]);
+    listed.http.allowed_origins = vec!["https://app.example".into()];
+    listed.http.allowed_hosts = vec!["gateway.example".into()];
+    let worker = Worker::new(listed);
+    let request = |origin: &str, host: &str| {
+        Request::get("/healthz").header("origin", origin).header("host", host).body(Body::empty()).unwrap()
+    };
+    let ok = worker.send(request("https://app.example", "gateway.example:443")).await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.text);
+    let other = worker.send(request("https://other.example", "gateway.example")).await;
+    other.is_error(StatusCode::FORBIDDEN, "origin_not_allowed");
+    worker.finish().await;
+
+    let mut public = config(vec![("default", demo_server(None))]);
+    public.listen = "0.0.0.0:8080".parse().unwrap();
+    let worker = Worker::new(public);
+    let any_host = Request::get("/healthz").header("host", "gateway.example").body(Body::empty()).unwrap();
+    assert_eq!(worker.send(any_host).await.status, StatusCode::OK);
+    let evil = Request::get("/healthz").header("origin", "https://evil.example").body(Body::empty()).unwrap();
+    worker.send(evil).await.is_error(StatusCode::FORBIDDEN, "origin_not_allowed");
+    worker.finish().await;
+}
+
+#[tokio::test]
+async fn posts_and_patches_need_a_json_content_type() {
+    let worker = Worker::demo();
+    let post = |content_type: Option<&str>| {
+        let mut request = Request::post("/init").header("host", "localhost");
+        if let Some(value) = content_type {
+            request = request.header("content-type", value);
+        }
+        request.body(Body::from(json!({"credentials": {"token": "demo"}}).to_string())).unwrap()
+    };
+    for refused in
+        [Some("text/plain"), Some("application/x-www-form-urlencoded"), None, Some("application/jsonx")]
+    {
+        let answer = worker.send(post(refused)).await;
+        answer.is_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type");
+        let message = answer.json["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("application/json"), "names what to send: {}", answer.text);
+    }
+    for accepted in ["application/json", "application/json; charset=utf-8", "Application/JSON;charset=UTF-8"]
+    {
+        assert_eq!(worker.send(post(Some(accepted))).await.status, StatusCode::OK, "{accepted}");
+    }
+    let session = worker.init().await;
+    let patch = Request::patch("/session")
+        .header("host", "localhost")
+        .header("mcp-session-id", &session)
+        .header("content-type", "text/plain")
+        .body(Body::from("{}"))
+        .unwrap();
+    worker.send(patch).await.is_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type");
+    let delete = Request::delete("/session")
+        .header("host", "localhost")
+        .header("mcp-session-id", &session)
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(worker.send(delete).await.status, StatusCode::OK, "a DELETE has no body to type");
+    worker.finish().await;
+}
+
+#[tokio::test]
+async fn the_demo_token_is_refused_when_the_worker_listens_beyond_loopback() {
+    let mut public = config(vec![("default", demo_server(None))]);
+    public.listen = "0.0.0.0:8080".parse().unwrap();
+    assert!(public.refuses_demo_token());
+    let worker = Worker::new(public);
+    let init = worker.json("POST", "/init", None, json!({"credentials": {"token": "demo"}})).await;
+    init.is_error(StatusCode::UNAUTHORIZED, "invalid_credentials");
+    worker.finish().await;
+
+    let mut public_with_tokens = config(vec![("default", demo_server(None))]);
+    public_with_tokens.listen = "[::]:8080".parse().unwrap();
+    public_with_tokens.auth.static_tokens = vec!["demo".into(), "s3cret-token".into()];
+    let worker = Worker::new(public_with_tokens);
+    let demo = worker.json("POST", "/init", None, json!({"credentials": {"token": "demo"}})).await;
+    demo.is_error(StatusCode::UNAUTHORIZED, "invalid_credentials");
+    let real = worker.json("POST", "/init", None, json!({"credentials": {"token": "s3cret-token"}})).await;
+    assert_eq!(real.status, StatusCode::OK, "{}", real.text);
     worker.finish().await;
 }
 

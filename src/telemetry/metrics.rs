@@ -64,6 +64,8 @@ pub struct Metrics {
     /// (see `telemetry::events::store`).
     store_failures: Family<StoreFailureLabels, Counter>,
     refusals: Family<ReasonLabels, Counter>,
+    connections: Gauge,
+    connection_events: Family<ReasonLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -97,6 +99,8 @@ impl Metrics {
         let warm_rss = Gauge::default();
         let store_failures = Family::<StoreFailureLabels, Counter>::default();
         let refusals = Family::<ReasonLabels, Counter>::default();
+        let connections = Gauge::default();
+        let connection_events = Family::<ReasonLabels, Counter>::default();
         registry.register("http_requests", "HTTP requests by route and status", requests.clone());
         registry.register("http_request_duration_seconds", "HTTP request latency", latency.clone());
         registry.register("mcp_spawns", "MCP server processes spawned", spawns.clone());
@@ -137,6 +141,12 @@ impl Metrics {
             store_failures.clone(),
         );
         registry.register("refusals", "Requests refused at the HTTP edge, by reason", refusals.clone());
+        registry.register("http_connections", "Client connections being served", connections.clone());
+        registry.register(
+            "http_connection_events",
+            "Client connections closed by a limit, refused at the cap, or failed accepts, by reason",
+            connection_events.clone(),
+        );
         Self {
             registry,
             requests,
@@ -155,6 +165,8 @@ impl Metrics {
             warm_rss,
             store_failures,
             refusals,
+            connections,
+            connection_events,
         }
     }
 
@@ -195,6 +207,15 @@ impl Metrics {
 
     pub(crate) fn refused(&self, reason: &'static str) {
         self.refusals.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
+    /// A client connection opened (`+1`) or closed (`-1`).
+    pub(crate) fn connections(&self, delta: i64) {
+        self.connections.inc_by(delta);
+    }
+
+    pub(crate) fn connection_event(&self, reason: &'static str) {
+        self.connection_events.get_or_create(&ReasonLabels { reason }).inc();
     }
 
     pub(crate) fn session(&self, op: &'static str) {

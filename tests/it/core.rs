@@ -255,7 +255,8 @@ async fn bad_input_gets_json_errors_and_the_worker_keeps_serving() {
     let client = http();
     let session = init(&client, &worker).await;
     let post = |path: &str, body: Vec<u8>| {
-        client.post(worker.url(path)).header("Mcp-Session-Id", &session).body(body).send()
+        let request = client.post(worker.url(path)).header("Content-Type", "application/json");
+        request.header("Mcp-Session-Id", &session).body(body).send()
     };
     let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
         ("/call-tool", b"{not json".to_vec(), 400, "bad_request"),

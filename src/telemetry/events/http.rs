@@ -67,3 +67,38 @@ impl Emit for Refusal {
         metrics.refused(self.as_str());
     }
 }
+
+/// What the connection layer did to a client connection (the `reason` label of
+/// `switchboard_http_connection_events_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionEvent {
+    /// Closed: a request's headers did not arrive within `http.header_read_timeout_secs`.
+    HeaderTimeout,
+    /// Closed: no request for `http.idle_timeout_secs`.
+    IdleTimeout,
+    /// Closed unserved: the worker was at `http.max_connections` for the whole queue wait.
+    OverLimit,
+    /// `accept` failed (out of file descriptors, most often); the accept loop backs off.
+    AcceptFailed,
+}
+
+impl ConnectionEvent {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::HeaderTimeout => "header_timeout",
+            Self::IdleTimeout => "idle_timeout",
+            Self::OverLimit => "over_limit",
+            Self::AcceptFailed => "accept_failed",
+        }
+    }
+}
+
+/// Counted only: the accept loop logs refusals and accept failures itself, rate-limited,
+/// since an attacker decides how often they happen.
+impl Emit for ConnectionEvent {
+    fn emit(self, metrics: &Metrics) {
+        tracing::debug!(reason = self.as_str(), "connection event");
+        metrics.connection_event(self.as_str());
+    }
+}

@@ -14,7 +14,7 @@ pub mod store;
 mod warm;
 
 pub use cache::{CacheLookup, CacheOp};
-pub use http::{Refusal, RequestCompleted};
+pub use http::{ConnectionEvent, Refusal, RequestCompleted};
 pub use session::SessionEvent;
 pub use spawn::{SpawnFailed, SpawnReady, Spawned};
 pub use warm::{WarmEvicted, WarmHeld, WarmSpawned, WarmStart};
