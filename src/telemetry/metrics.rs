@@ -43,6 +43,12 @@ struct StoreFailureLabels {
     kind: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UnreadableLabels {
+    kind: &'static str,
+    reason: &'static str,
+}
+
 /// Counters, gauges and histograms of one worker.
 pub struct Metrics {
     registry: Registry,
@@ -64,6 +70,8 @@ pub struct Metrics {
     /// (see `telemetry::events::store`).
     store_failures: Family<StoreFailureLabels, Counter>,
     refusals: Family<ReasonLabels, Counter>,
+    /// Stored values this worker could not read, by kind and reason (version skew, malformed).
+    store_unreadable: Family<UnreadableLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -97,6 +105,12 @@ impl Metrics {
         let warm_rss = Gauge::default();
         let store_failures = Family::<StoreFailureLabels, Counter>::default();
         let refusals = Family::<ReasonLabels, Counter>::default();
+        let store_unreadable = Family::<UnreadableLabels, Counter>::default();
+        registry.register(
+            "store_unreadable",
+            "Stored values this worker could not read, by kind and reason",
+            store_unreadable.clone(),
+        );
         registry.register("http_requests", "HTTP requests by route and status", requests.clone());
         registry.register("http_request_duration_seconds", "HTTP request latency", latency.clone());
         registry.register("mcp_spawns", "MCP server processes spawned", spawns.clone());
@@ -155,6 +169,7 @@ impl Metrics {
             warm_rss,
             store_failures,
             refusals,
+            store_unreadable,
         }
     }
 
@@ -191,6 +206,11 @@ impl Metrics {
     pub fn store_failed(&self, op: &'static str, kind: &'static str) {
         self.store_failures.get_or_create(&StoreFailureLabels { op, kind }).inc();
         self.store_errors.inc();
+    }
+
+    /// A stored value this worker could not read; called by `events::store::RecordUnreadable`.
+    pub(crate) fn store_unreadable(&self, kind: &'static str, reason: &'static str) {
+        self.store_unreadable.get_or_create(&UnreadableLabels { kind, reason }).inc();
     }
 
     pub(crate) fn refused(&self, reason: &'static str) {
