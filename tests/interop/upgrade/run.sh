@@ -64,10 +64,17 @@ previous_build() { # prints the path of the previous release's binary, building 
     rm -rf "$src" && mkdir -p "$src" "$build" || return 1
     git -C "$root" archive "$commit" | tar -x -C "$src" || return 1
     if [ ! -d "$build/release" ] && [ -d "$root/target/release" ]; then
-        # Hard links: the dependencies' artifacts are reused, nothing is copied; the
-        # workspace crate (another path, so other file names) is compiled anew.
-        cp -al "$root/target/release" "$build/release" && rm -f "$build/release/.cargo-lock"
+        # Hard links: the dependencies' artifacts are reused (they are fresh, so never
+        # written again), nothing is copied. The workspace crate's artifacts have the same
+        # names in both trees and its sources here are older than them (git archive keeps
+        # the commit's time): they are removed, so it is compiled anew into files of its
+        # own instead of passing for fresh or writing through the links into target/release.
+        cp -al "$root/target/release" "$build/release" || return 1
     fi
+    rm -rf "$build/release/.cargo-lock" "$build/release/.fingerprint"/switchboard-* \
+        "$build/release/build"/switchboard-* "$build/release/deps"/switchboard-* \
+        "$build/release/deps"/libswitchboard-* "$build/release"/switchboard "$build/release"/switchboard.d \
+        "$build/release/incremental"
     echo "previous release ${commit:0:12}: building into $build (once; cached in $out)" >&2
     start=$EPOCHREALTIME
     (cd "$src" && CARGO_TARGET_DIR=$build cargo build --release --locked --bin switchboard) >&2 || return 1
@@ -79,6 +86,10 @@ previous_build() { # prints the path of the previous release's binary, building 
 }
 
 OLD_BIN=$(previous_build) || { echo "FAIL building the previous release $PREVIOUS"; exit 1; }
+if cmp -s "$OLD_BIN" "$SWITCHBOARD_BIN"; then
+    echo "FAIL the previous release's binary $OLD_BIN is this very build; remove it to build it again"
+    exit 1
+fi
 
 mkdir -p "$INTEROP_DIR/runs"
 STACK=$(mktemp -d "$INTEROP_DIR/runs/upgrade.XXXXXX")
