@@ -17,7 +17,9 @@
 # 3. Runs `cargo test --release --workspace` (unit tests, the tests/it binary, the
 #    conformance fixture's tests), then every tests/interop/*/run.sh in turn
 #    (tests/interop/windows cross-builds the .exe and runs the bridge checks with it
-#    under Wine), then the fuzz targets for 30 s each (scripts/fuzz.sh, nightly).
+#    under Wine; tests/interop/upgrade builds the previous release once, cached under
+#    target/upgrade/, and rolls it forward to this build and back under load), then
+#    the fuzz targets for 30 s each (scripts/fuzz.sh, nightly).
 # Prints the time of each step and a summary; exits non-zero if any step failed.
 # Every server it starts listens on 127.0.0.1 only, on free ports.
 # shellcheck disable=SC2317 # the install functions are called through step "$@"

@@ -20,10 +20,16 @@ use {
     std::sync::Arc,
 };
 
+/// `--version`: the release, and the session-record layouts it writes and reads.
+static LONG_VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!("{}\n{}", env!("CARGO_PKG_VERSION"), crate::session::schema_summary())
+});
+
 #[derive(Debug, Parser)]
 #[command(
     name = "switchboard",
     version,
+    long_version = LONG_VERSION.as_str(),
     about = "Stateless HTTP workers in front of stdio MCP servers, sessions in Redis"
 )]
 pub struct Cli {

@@ -14,8 +14,29 @@ use serde::{Deserialize, Serialize};
 /// Length of an encoded id: 32 bytes in unpadded base64url.
 const ID_LEN: usize = 43;
 
-/// Version of the stored record layout; a worker reads every version up to its own.
+/// Version of the stored record layout this release writes (`schema`). A worker reads a
+/// record whose `compat` (the oldest layout that can read it; absent: its `schema`) is at
+/// most [`READS_SCHEMA`], whatever its `schema`: changes that keep `compat` are additive.
 pub const SCHEMA_VERSION: u32 = 1;
+
+/// The `compat` this release writes: the oldest layout that can read its records. Raised
+/// only by a change old workers cannot read, one release after workers that read the new
+/// layout shipped (the two-step rule of deploy/README.md).
+pub const COMPAT_VERSION: u32 = 1;
+
+/// The newest `compat` this release can read: a record needing more is version skew.
+pub const READS_SCHEMA: u32 = 1;
+
+/// The oldest layout this release reads (1, the first, until a two-step change retires it).
+pub const OLDEST_SCHEMA: u32 = 1;
+
+/// What `switchboard --version` says of the records: the layout written and those read.
+pub fn schema_summary() -> String {
+    format!(
+        "record schema written: {SCHEMA_VERSION} (compat {COMPAT_VERSION})\n\
+         record schema read: {OLDEST_SCHEMA} and newer, whose compat is at most {READS_SCHEMA}"
+    )
+}
 
 /// A session id: 256 bits from the OS CSPRNG, base64url, never derived from credentials.
 #[derive(Clone, PartialEq, Eq, Hash)]

@@ -17,6 +17,7 @@ use super::{Bound, Gateway, GatewayError};
 use crate::config::CacheMode;
 use crate::results::{ToolPolicy, cache_field, is_error};
 use crate::session::{SessionId, SessionRecord, now_ms};
+use crate::telemetry::events::store::{RecordUnreadable, StoredKind, UnreadableReason};
 use crate::telemetry::events::{CacheLookup, CacheOp, Emit};
 use crate::upstream::{Call, Client, Outcome, Relay};
 
@@ -148,7 +149,7 @@ impl Run<'_> {
         }
         let field = cache_field(call.server, call.tool, call.arguments);
         let (record, cached) = self.load_with_cache(&field).await?;
-        if let Some(hit) = cached.as_deref().and_then(fresh) {
+        if let Some(hit) = cached.as_deref().and_then(|entry| fresh(entry, &gateway.metrics)) {
             CacheLookup(CacheOp::Hit).emit(&gateway.metrics);
             return Ok((self.present(hit, true), true));
         }
@@ -169,7 +170,7 @@ impl Run<'_> {
         while tokio::time::Instant::now() < deadline {
             tokio::time::sleep(SINGLE_FLIGHT_POLL).await;
             if let Ok(Some(entry)) = gateway.store.cache_get(self.id, &field).await
-                && let Some(hit) = fresh(&entry)
+                && let Some(hit) = fresh(&entry, &gateway.metrics)
             {
                 CacheLookup(CacheOp::HitAfterWait).emit(&gateway.metrics);
                 return Ok((self.present(hit, true), true));
@@ -287,8 +288,14 @@ fn annotations_in(list: &[Value], tool: &str) -> Option<Value> {
         .and_then(|t| t.get("annotations").cloned())
 }
 
-/// The result of a cache entry `expires|result` that has not expired.
-fn fresh(entry: &str) -> Option<&str> {
-    let (expires, raw) = entry.split_once('|')?;
-    (expires.parse::<u64>().ok()? > now_ms()).then_some(raw)
+/// The result of a cache entry `expires|result` that has not expired. An entry in no format
+/// this version knows (a newer one's) is a miss, counted, never an answer.
+fn fresh<'e>(entry: &'e str, metrics: &crate::telemetry::Metrics) -> Option<&'e str> {
+    let Some((expires, raw)) = entry.split_once('|').and_then(|(e, raw)| Some((e.parse::<u64>().ok()?, raw)))
+    else {
+        let reason = UnreadableReason::Malformed;
+        RecordUnreadable { kind: StoredKind::CacheEntry, reason, session: None }.emit(metrics);
+        return None;
+    };
+    (expires > now_ms()).then_some(raw)
 }

@@ -12,6 +12,7 @@ use serde_json::value::RawValue;
 use super::{Gateway, GatewayError};
 use crate::protocol::jsonrpc::json_string;
 use crate::results::canonical;
+use crate::telemetry::events::store::{RecordUnreadable, StoredKind, UnreadableReason};
 use crate::telemetry::events::{CacheLookup, CacheOp, Emit};
 use crate::upstream::{Client, Outcome, UpstreamError};
 
@@ -115,7 +116,7 @@ impl Gateway {
             return Ok(list);
         }
         if let Some(cached) = self.store.get_shared(&key).await?
-            && let Ok(tools) = serde_json::from_str::<Vec<Value>>(&cached)
+            && let Some(tools) = self.readable_list(&cached)
         {
             CacheLookup(CacheOp::ToolsHit).emit(&self.metrics);
             let list = Arc::new(tools);
@@ -207,7 +208,7 @@ impl Gateway {
         }
         for key in &keys {
             if let Some(cached) = self.store.get_shared(key).await.ok().flatten()
-                && let Ok(list) = serde_json::from_str::<Vec<Value>>(&cached)
+                && let Some(list) = self.readable_list(&cached)
             {
                 let list = Arc::new(list);
                 self.catalog.put(key, list.clone());
@@ -215,6 +216,17 @@ impl Gateway {
             }
         }
         None
+    }
+
+    /// A stored tool list (a JSON array, unknown fields kept); one in no format this version
+    /// knows is a miss, counted.
+    fn readable_list(&self, cached: &str) -> Option<Vec<Value>> {
+        let list = serde_json::from_str::<Vec<Value>>(cached).ok();
+        if list.is_none() {
+            let reason = UnreadableReason::Malformed;
+            RecordUnreadable { kind: StoredKind::Shared, reason, session: None }.emit(&self.metrics);
+        }
+        list
     }
 
     /// The cache key of a server's tool list for a client-capabilities set.

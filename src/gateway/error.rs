@@ -75,6 +75,7 @@ impl GatewayError {
             Self::Auth(AuthError::Unavailable(_)) => "auth_unavailable",
             Self::Store(StoreError::Unavailable(_) | StoreError::Full) => "store_unavailable",
             Self::Store(StoreError::Corrupt(_)) => "store_corrupt",
+            Self::Store(StoreError::VersionSkew { .. }) => "store_version_skew",
             Self::Upstream(e) => upstream_code(e),
         }
     }

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Bound, Gateway, GatewayError, ToolCall};
 use crate::session::{SessionId, SessionRecord};
+use crate::telemetry::events::store::{RecordUnreadable, StoredKind, UnreadableReason};
 use crate::upstream::{Call, Client, McpManager, Relay, ReplyRouter};
 
 /// Most published messages queued for this worker before the subscription waits.
@@ -187,7 +188,12 @@ impl Gateway {
             self.manager.forget_tag(payload);
             return;
         }
-        let Ok(message) = serde_json::from_str::<Value>(payload) else { return };
+        // JSON, unknown fields ignored; a message this version cannot read is dropped, counted.
+        let Ok(message) = serde_json::from_str::<Value>(payload) else {
+            let reason = UnreadableReason::Malformed;
+            RecordUnreadable { kind: StoredKind::Message, reason, session: None }.emit(&self.metrics);
+            return;
+        };
         let session = message.get("session").and_then(|s| s.as_str()).unwrap_or("");
         if channel.ends_with("channel:cancel") {
             if let Some(request) = message.get("request").and_then(|r| r.as_str()) {

@@ -113,6 +113,16 @@ fn store_error(e: &StoreError, code: &'static str) -> ApiError {
         StoreError::Corrupt(_) => {
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, code, "the stored session is unreadable")
         }
+        // A newer worker wrote it (a rollout in progress): another worker may serve it now,
+        // and nginx retries a 503 on the next one.
+        StoreError::VersionSkew { .. } => ApiError {
+            retry_after: Some(RETRY_AFTER_SECS),
+            ..ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                code,
+                "the stored session needs a newer worker version; retry shortly",
+            )
+        },
     }
 }
 

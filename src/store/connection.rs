@@ -8,7 +8,14 @@
 //! - Sentinel `redis+sentinel://s1:p1,s2:p2/master`: the master is resolved through
 //!   the sentinels, and resolved again when a command fails in a way that a
 //!   failover explains (connection lost, READONLY), since the client library does
-//!   not re-resolve by itself on every path.
+//!   not re-resolve by itself on every path. Such a command is then sent once more,
+//!   to the master the sentinels name now, so a failover costs no failed call: a
+//!   READONLY command was not applied, and every command the store sends is
+//!   idempotent or guarded when a dropped connection leaves it unknown whether it
+//!   was (`CREATE` recognizes its own write; a compare-and-set that already applied
+//!   answers "conflict" and the caller re-applies its merge patch, which is
+//!   idempotent). What is not ([`Conn::at_most_once`]: an activity-log append) is
+//!   retried only after READONLY.
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -18,19 +25,68 @@ use redis::cluster_async::ClusterConnection;
 use redis::sentinel::{SentinelClient, SentinelServerType};
 use redis::{Cmd, RedisError, RedisFuture, Value};
 
-/// A connection of any topology; cheap to clone (all share one multiplexed link).
+/// The link of one topology; cheap to clone (all share one multiplexed link).
 #[derive(Clone)]
-pub enum Conn {
+enum Link {
     Single(ConnectionManager),
     Cluster(ClusterConnection),
 }
 
+impl Link {
+    fn req<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Link::Single(c) => c.req_packed_command(cmd),
+            Link::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+}
+
+/// A connection of any topology, for one operation; cheap to clone. With Sentinel, a command
+/// that fails the way a failover explains is sent again, once, to the re-resolved master.
+#[derive(Clone)]
+pub struct Conn {
+    link: Link,
+    /// The connector's generation this link belongs to, and the connector (Sentinel only).
+    generation: u64,
+    renew: Option<Arc<Connector>>,
+    /// Retry after a dropped connection too (the command is idempotent or guarded).
+    retry_dropped: bool,
+}
+
+impl Conn {
+    /// For a command that must not be applied twice: retried only when refused (READONLY),
+    /// never after a connection dropped with the outcome unknown.
+    pub fn at_most_once(mut self) -> Self {
+        self.retry_dropped = false;
+        self
+    }
+
+    /// Whether `error` is one a failover explains and a retry on the new master may cure.
+    fn worth_retrying(&self, error: &RedisError) -> bool {
+        read_only(error) || (self.retry_dropped && (error.is_connection_dropped() || error.is_io_error()))
+    }
+}
+
 impl ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        match self {
-            Conn::Single(c) => c.req_packed_command(cmd),
-            Conn::Cluster(c) => c.req_packed_command(cmd),
+        if self.renew.is_none() {
+            return self.link.req(cmd);
         }
+        Box::pin(async move {
+            let first = self.link.req(cmd).await;
+            let error = match first {
+                Err(e) if self.worth_retrying(&e) => e,
+                done => return done,
+            };
+            let Some(connector) = self.renew.clone() else { return Err(error) };
+            match connector.renewed_after(self.generation, &error).await {
+                Some((link, generation)) => {
+                    (self.link, self.generation) = (link, generation);
+                    self.link.req(cmd).await
+                }
+                None => Err(error),
+            }
+        })
     }
 
     fn req_packed_commands<'a>(
@@ -39,18 +95,23 @@ impl ConnectionLike for Conn {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        match self {
-            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
-            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        match &mut self.link {
+            Link::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Link::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
         }
     }
 
     fn get_db(&self) -> i64 {
-        match self {
-            Conn::Single(c) => c.get_db(),
-            Conn::Cluster(c) => c.get_db(),
+        match &self.link {
+            Link::Single(c) => c.get_db(),
+            Link::Cluster(c) => c.get_db(),
         }
     }
+}
+
+/// A write refused by a replica: a demoted master, after a failover.
+fn read_only(error: &RedisError) -> bool {
+    matches!(error.kind(), redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly))
 }
 
 /// Where to connect, parsed from the URL.
@@ -95,9 +156,16 @@ impl Topology {
 
 /// The live connection and what is needed to renew it.
 pub struct Connector {
-    current: RwLock<(Conn, redis::Client)>,
+    current: RwLock<Current>,
     sentinel: Option<tokio::sync::Mutex<SentinelClient>>,
     timeout: Duration,
+}
+
+/// The link in use, the client it came from, and how many times it was renewed.
+struct Current {
+    link: Link,
+    client: redis::Client,
+    generation: u64,
 }
 
 async fn manager(client: redis::Client, timeout: Duration) -> Result<ConnectionManager, RedisError> {
@@ -115,7 +183,7 @@ impl Connector {
         let (conn, client, sentinel) = match topology {
             Topology::Standalone(url) => {
                 let client = redis::Client::open(url.as_str())?;
-                (Conn::Single(manager(client.clone(), timeout).await?), client, None)
+                (Link::Single(manager(client.clone(), timeout).await?), client, None)
             }
             Topology::Cluster(nodes) => {
                 let cluster = redis::cluster::ClusterClient::builder(nodes.clone())
@@ -126,7 +194,7 @@ impl Connector {
                 let conn = cluster.get_async_connection().await?;
                 // Classic pub/sub is cluster-wide: one node is enough to subscribe.
                 let client = redis::Client::open(nodes[0].as_str())?;
-                (Conn::Cluster(conn), client, None)
+                (Link::Cluster(conn), client, None)
             }
             Topology::Sentinel { sentinels, master } => {
                 let mut sentinel = SentinelClient::build(
@@ -137,23 +205,52 @@ impl Connector {
                 )?;
                 let client = sentinel.async_get_client().await?;
                 (
-                    Conn::Single(manager(client.clone(), timeout).await?),
+                    Link::Single(manager(client.clone(), timeout).await?),
                     client,
                     Some(tokio::sync::Mutex::new(sentinel)),
                 )
             }
         };
-        Ok(Arc::new(Self { current: RwLock::new((conn, client)), sentinel, timeout }))
+        let current = Current { link: conn, client, generation: 0 };
+        Ok(Arc::new(Self { current: RwLock::new(current), sentinel, timeout }))
     }
 
     /// The connection to run a command on.
-    pub fn conn(&self) -> Conn {
-        self.current.read().unwrap_or_else(|p| p.into_inner()).0.clone()
+    pub fn conn(self: &Arc<Self>) -> Conn {
+        let current = self.current.read().unwrap_or_else(|p| p.into_inner());
+        Conn {
+            link: current.link.clone(),
+            generation: current.generation,
+            renew: self.sentinel.is_some().then(|| self.clone()),
+            retry_dropped: true,
+        }
     }
 
     /// A client for pub/sub subscriptions (the current master, or a cluster node).
     pub fn client(&self) -> redis::Client {
-        self.current.read().unwrap_or_else(|p| p.into_inner()).1.clone()
+        self.current.read().unwrap_or_else(|p| p.into_inner()).client.clone()
+    }
+
+    /// For a command that failed on the link of `generation`: the link to send it again on,
+    /// once the master was resolved anew (by this call, or by another one since the failure);
+    /// `None` if the sentinels cannot name a reachable master within the timeout.
+    async fn renewed_after(&self, generation: u64, error: &RedisError) -> Option<(Link, u64)> {
+        let sentinel = self.sentinel.as_ref()?;
+        let renewed = tokio::time::timeout(self.timeout, async {
+            let mut sentinel = sentinel.lock().await;
+            if self.generation() == generation {
+                tracing::info!(error = %error, "resolving the master again before retrying a command");
+                self.switch_master(&mut sentinel).await;
+            }
+        })
+        .await;
+        let current = self.current.read().unwrap_or_else(|p| p.into_inner());
+        (renewed.is_ok() && current.generation != generation)
+            .then(|| (current.link.clone(), current.generation))
+    }
+
+    fn generation(&self) -> u64 {
+        self.current.read().unwrap_or_else(|p| p.into_inner()).generation
     }
 
     /// After a failed command: with Sentinel, and an error a failover explains, resolve the
@@ -166,7 +263,7 @@ impl Connector {
             || error.is_connection_refusal()
             || error.is_connection_dropped()
             || error.is_timeout()
-            || error.to_string().contains("READONLY");
+            || read_only(error);
         if explained {
             let this = self.clone();
             tokio::spawn(async move { this.resolve_master().await });
@@ -177,10 +274,17 @@ impl Connector {
         let Some(sentinel) = &self.sentinel else { return };
         // One re-resolution at a time; others that failed meanwhile find it done.
         let Ok(mut sentinel) = sentinel.try_lock() else { return };
+        self.switch_master(&mut sentinel).await;
+    }
+
+    /// Asks the sentinels for the master and switches to it (a new generation).
+    async fn switch_master(&self, sentinel: &mut SentinelClient) {
         match sentinel.async_get_client().await {
             Ok(client) => match manager(client.clone(), self.timeout).await {
                 Ok(conn) => {
-                    *self.current.write().unwrap_or_else(|p| p.into_inner()) = (Conn::Single(conn), client);
+                    let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
+                    let generation = current.generation.wrapping_add(1);
+                    *current = Current { link: Link::Single(conn), client, generation };
                     tracing::info!("switched to the master the sentinels name now");
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot connect to the master the sentinels name"),

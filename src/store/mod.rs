@@ -40,7 +40,8 @@ pub use memory::{Clock, MemoryStore, SystemClock};
 pub use redis::RedisStore;
 
 /// Why the store could not answer. Every variant means "try again later" to a client,
-/// except [`StoreError::Corrupt`], which is a bug or a foreign writer.
+/// except [`StoreError::Corrupt`], which is a bug or a foreign writer
+/// ([`StoreError::VersionSkew`]: later, on a newer worker).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("session store unavailable: {0}")]
@@ -49,6 +50,10 @@ pub enum StoreError {
     Full,
     #[error("stored session record is unreadable: {0}")]
     Corrupt(String),
+    /// The record needs a newer worker (its `compat` is above what this one reads); it is
+    /// left as it is, for a worker that can read it.
+    #[error("stored session record needs a newer worker: compat {compat}, this worker reads up to {reads}")]
+    VersionSkew { compat: u32, reads: u32 },
 }
 
 /// Outcome of a compare-and-set of a session's state.

@@ -14,22 +14,38 @@ use tokio::sync::mpsc;
 use super::connection::{Conn, Connector, Topology};
 use super::{CasOutcome, Failures, Keys, SessionStore, StoreError, ttl_ms};
 use crate::config::redact_url_password;
-use crate::session::{SCHEMA_VERSION, SessionId, SessionRecord};
+use crate::session::{COMPAT_VERSION, OLDEST_SCHEMA, READS_SCHEMA, SessionId, SessionRecord};
 use crate::telemetry::Metrics;
-use crate::telemetry::events::store::{StoreErrorKind, StoreOp};
+use crate::telemetry::events::store::{
+    RecordUnreadable, StoreErrorKind, StoreOp, StoredKind, UnreadableReason,
+};
 
-/// Creates the hash unless it exists, then sets its expiry. Returns 1 if created.
+/// Creates the hash unless it exists, then sets its expiry. Returns 1 if created, also when
+/// the hash is this very write (same sealed credentials, which carry a random nonce): a retry
+/// after a connection dropped mid-call must not report a collision.
 const CREATE: &str = r"
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  for i = 2, #ARGV - 1, 2 do
+    if ARGV[i] == 'creds' then
+      if redis.call('HGET', KEYS[1], 'creds') == ARGV[i + 1] then return 1 end
+    end
+  end
+  return 0
+end
 redis.call('HSET', KEYS[1], unpack(ARGV, 2))
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return 1
 ";
 
 /// Touches and reads a session: last-seen and the full idle TTL on all its keys, atomically
-/// with the read, plus one result-cache entry when ARGV[3] names one.
+/// with the read, plus one result-cache entry when ARGV[3] names one. A record whose `compat`
+/// (else `schema`) is above ARGV[4], what this worker reads, is returned untouched.
 const LOAD: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+local compat = redis.call('HGET', KEYS[1], 'compat') or redis.call('HGET', KEYS[1], 'schema')
+if tonumber(compat or '') and tonumber(compat) > tonumber(ARGV[4]) then
+  return {redis.call('HGETALL', KEYS[1]), false}
+end
 redis.call('HSET', KEYS[1], 'last_seen_ms', ARGV[1])
 for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], ARGV[2]) end
 local cached = false
@@ -113,6 +129,16 @@ pub struct RedisStore {
 enum Fault {
     Redis(redis::RedisError),
     Corrupt(String),
+    /// A stored record this worker cannot read (counted as unreadable too).
+    Unreadable(Unreadable),
+}
+
+/// Why a stored session hash cannot be read.
+enum Unreadable {
+    /// Its `compat` is above [`READS_SCHEMA`].
+    Skew(u32),
+    /// A field is not in the format of its name; the text names the field, never its value.
+    Malformed(String),
 }
 
 impl From<redis::RedisError> for Fault {
@@ -184,6 +210,21 @@ impl RedisStore {
                     (kind_of(&e), unavailable(e))
                 }
                 Fault::Corrupt(why) => (StoreErrorKind::Corrupt, StoreError::Corrupt(why)),
+                Fault::Unreadable(why) => {
+                    let reason = match why {
+                        Unreadable::Skew(_) => UnreadableReason::VersionSkew,
+                        Unreadable::Malformed(_) => UnreadableReason::Malformed,
+                    };
+                    RecordUnreadable { kind: StoredKind::Session, reason, session }
+                        .emit(&self.failures.metrics);
+                    match why {
+                        Unreadable::Skew(compat) => (
+                            StoreErrorKind::VersionSkew,
+                            StoreError::VersionSkew { compat, reads: READS_SCHEMA },
+                        ),
+                        Unreadable::Malformed(why) => (StoreErrorKind::Corrupt, StoreError::Corrupt(why)),
+                    }
+                }
             };
             self.failures.report(op, session, kind, error)
         })
@@ -209,9 +250,12 @@ impl RedisStore {
             .arg(now_ms)
             .arg(ttl_ms(ttl))
             .arg(field)
+            .arg(READS_SCHEMA)
             .invoke_async(&mut self.conn())
             .await?;
-        reply.map(|(fields, cached)| Ok((from_fields(fields).map_err(Fault::Corrupt)?, cached))).transpose()
+        reply
+            .map(|(fields, cached)| Ok((from_fields(fields).map_err(Fault::Unreadable)?, cached)))
+            .transpose()
     }
 
     /// The key layout, for tools that inspect Redis directly.
@@ -244,6 +288,7 @@ async fn pump(
 fn to_fields(record: &SessionRecord) -> Vec<(&'static str, String)> {
     vec![
         ("schema", record.schema.to_string()),
+        ("compat", COMPAT_VERSION.to_string()),
         ("created_ms", record.created_ms.to_string()),
         ("last_seen_ms", record.last_seen_ms.to_string()),
         ("principal", record.principal.clone()),
@@ -257,8 +302,10 @@ fn to_fields(record: &SessionRecord) -> Vec<(&'static str, String)> {
     ]
 }
 
-/// Reads a stored hash; the error names the unreadable field, never its value.
-fn from_fields(fields: Vec<(String, String)>) -> Result<SessionRecord, String> {
+/// Reads a stored hash; the error names the unreadable field, never its value. A record is
+/// readable when its `compat` (absent: its `schema`, the rule before `compat` existed) is at
+/// most [`READS_SCHEMA`]; fields it does not know are ignored here and kept by Redis.
+fn from_fields(fields: Vec<(String, String)>) -> Result<SessionRecord, Unreadable> {
     let mut record = SessionRecord {
         schema: 0,
         created_ms: 0,
@@ -272,12 +319,14 @@ fn from_fields(fields: Vec<(String, String)>) -> Result<SessionRecord, String> {
         state_rev: 0,
         log_level: None,
     };
-    let corrupt = |field: &str, e: &dyn std::fmt::Display| format!("{field}: {e}");
+    let mut compat = None;
+    let corrupt = |field: &str, e: &dyn std::fmt::Display| Unreadable::Malformed(format!("{field}: {e}"));
     let num = |field: &str, v: &str| v.parse::<u64>().map_err(|e| corrupt(field, &e));
     let json = |field: &str, v: &str| serde_json::from_str(v).map_err(|e| corrupt(field, &e));
     for (name, value) in fields {
         match name.as_str() {
             "schema" => record.schema = u32::try_from(num("schema", &value)?).unwrap_or(u32::MAX),
+            "compat" => compat = Some(u32::try_from(num("compat", &value)?).unwrap_or(u32::MAX)),
             "created_ms" => record.created_ms = num("created_ms", &value)?,
             "last_seen_ms" => record.last_seen_ms = num("last_seen_ms", &value)?,
             "principal" => record.principal = value,
@@ -292,8 +341,12 @@ fn from_fields(fields: Vec<(String, String)>) -> Result<SessionRecord, String> {
             _ => {}
         }
     }
-    if record.schema == 0 || record.schema > SCHEMA_VERSION {
-        return Err(format!("unknown record schema {}", record.schema));
+    let compat = compat.unwrap_or(record.schema);
+    if record.schema < OLDEST_SCHEMA || compat == 0 || compat > record.schema {
+        return Err(Unreadable::Malformed(format!("record schema {} compat {compat}", record.schema)));
+    }
+    if compat > READS_SCHEMA {
+        return Err(Unreadable::Skew(compat));
     }
     Ok(record)
 }
@@ -377,7 +430,8 @@ impl SessionStore for RedisStore {
                 .arg(entry)
                 .arg(super::ACTIVITY_LOG_LEN)
                 .arg(ttl_ms(ttl))
-                .invoke_async(&mut self.conn())
+                // An append is not idempotent: not sent again when the outcome is unknown.
+                .invoke_async(&mut self.conn().at_most_once())
                 .await?;
             Ok(())
         })
@@ -512,5 +566,37 @@ impl SessionStore for RedisStore {
 
     fn describe(&self) -> String {
         format!("redis at {}", self.url)
+    }
+}
+
+#[cfg(test)]
+mod compat_tests {
+    use super::*;
+
+    fn record(pairs: &[(&str, &str)]) -> Result<SessionRecord, Unreadable> {
+        from_fields(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+    }
+
+    #[test]
+    fn what_this_release_writes_has_compat_and_reads_back() {
+        let fields = to_fields(&record(&[("schema", "1")]).ok().expect("a schema-1 record"));
+        assert!(fields.contains(&("compat", COMPAT_VERSION.to_string())));
+        let back: Vec<(String, String)> = fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        assert!(from_fields(back).is_ok());
+    }
+
+    #[test]
+    fn compat_decides_who_reads_a_record_and_absent_compat_is_the_schema() {
+        // The previous release's records: no compat.
+        assert!(record(&[("schema", "1")]).is_ok());
+        // A newer layout for old readers too: read, its unknown fields ignored.
+        assert!(record(&[("schema", "2"), ("compat", "1"), ("sealed_future", "x")]).is_ok());
+        // Only for newer readers, with or without compat.
+        assert!(matches!(record(&[("schema", "3"), ("compat", "2")]), Err(Unreadable::Skew(2))));
+        assert!(matches!(record(&[("schema", "2")]), Err(Unreadable::Skew(2))));
+        // Nonsense is malformed, never skew.
+        for bad in [&[("schema", "1"), ("compat", "2")][..], &[("schema", "0")], &[], &[("compat", "x")]] {
+            assert!(matches!(record(bad), Err(Unreadable::Malformed(_))), "{bad:?}");
+        }
     }
 }

@@ -43,6 +43,12 @@ struct StoreFailureLabels {
     kind: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UnreadableLabels {
+    kind: &'static str,
+    reason: &'static str,
+}
+
 /// Counters, gauges and histograms of one worker.
 pub struct Metrics {
     registry: Registry,
@@ -66,6 +72,8 @@ pub struct Metrics {
     refusals: Family<ReasonLabels, Counter>,
     connections: Gauge,
     connection_events: Family<ReasonLabels, Counter>,
+    /// Stored values this worker could not read, by kind and reason (version skew, malformed).
+    store_unreadable: Family<UnreadableLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -101,6 +109,12 @@ impl Metrics {
         let refusals = Family::<ReasonLabels, Counter>::default();
         let connections = Gauge::default();
         let connection_events = Family::<ReasonLabels, Counter>::default();
+        let store_unreadable = Family::<UnreadableLabels, Counter>::default();
+        registry.register(
+            "store_unreadable",
+            "Stored values this worker could not read, by kind and reason",
+            store_unreadable.clone(),
+        );
         registry.register("http_requests", "HTTP requests by route and status", requests.clone());
         registry.register("http_request_duration_seconds", "HTTP request latency", latency.clone());
         registry.register("mcp_spawns", "MCP server processes spawned", spawns.clone());
@@ -167,6 +181,7 @@ impl Metrics {
             refusals,
             connections,
             connection_events,
+            store_unreadable,
         }
     }
 
@@ -203,6 +218,11 @@ impl Metrics {
     pub fn store_failed(&self, op: &'static str, kind: &'static str) {
         self.store_failures.get_or_create(&StoreFailureLabels { op, kind }).inc();
         self.store_errors.inc();
+    }
+
+    /// A stored value this worker could not read; called by `events::store::RecordUnreadable`.
+    pub(crate) fn store_unreadable(&self, kind: &'static str, reason: &'static str) {
+        self.store_unreadable.get_or_create(&UnreadableLabels { kind, reason }).inc();
     }
 
     pub(crate) fn refused(&self, reason: &'static str) {

@@ -17,4 +17,5 @@ mod results;
 mod store_contract;
 mod support;
 mod topologies;
+mod upgrade;
 mod warm;

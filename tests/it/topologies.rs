@@ -118,3 +118,103 @@ async fn sessions_created_before_a_sentinel_failover_keep_working_after_it() {
         .unwrap();
     assert_eq!(patched.status(), 200, "writes go to the new master");
 }
+
+/// One worker, no retrying proxy in front, calls running on 8 connections while the
+/// sentinels fail the master over: a command refused as READONLY or cut off by the switch is
+/// sent again to the new master inside the worker, so no call fails and every session lives.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sentinel_failover_under_load_fails_no_call() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    let setup = DeployedRedis::start("redis-sentinel.sh");
+    let url = setup.vars.get("SWITCHBOARD_REDIS_URL").expect("URL").clone();
+    let sentinel = setup.vars.get("SENTINELS").expect("SENTINELS").split(',').next().unwrap().to_string();
+    let worker = Arc::new(worker_on(&url));
+    let client = http();
+    let mut sessions = Vec::new();
+    for _ in 0..20 {
+        sessions.push(init(&client, &worker).await);
+    }
+    let master_addr = || {
+        let answer = redis_cli_at(&sentinel, false, &["SENTINEL", "get-master-addr-by-name", "switchboard"]);
+        answer.lines().map(str::trim).collect::<Vec<_>>().join(":")
+    };
+    let old_master = master_addr();
+    let acked = redis_cli_at(&old_master, false, &["WAIT", "1", "5000"]);
+    assert_eq!(acked.trim(), "1", "the replica did not catch up");
+
+    let sessions = Arc::new(sessions);
+    let stop = Arc::new(AtomicBool::new(false));
+    let calls = Arc::new(AtomicU64::new(0));
+    let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for task in 0..8usize {
+        let (client, worker, sessions) = (client.clone(), worker.clone(), sessions.clone());
+        let (stop, calls, failures) = (stop.clone(), calls.clone(), failures.clone());
+        tasks.push(tokio::spawn(async move {
+            // Bounded in count as well as by the test's own deadline below.
+            for n in 0..5_000usize {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let session = &sessions[(task + n * 8) % sessions.len()];
+                let (status, body) = if n % 2 == 0 {
+                    call_tool(&client, &worker, session, "echo", json!({"text": "load"})).await
+                } else {
+                    let response = client
+                        .patch(worker.url("/session"))
+                        .header("Mcp-Session-Id", session)
+                        .json(&json!({ "task": task, "n": n }))
+                        .send()
+                        .await
+                        .unwrap();
+                    (response.status().as_u16(), response.json().await.unwrap_or_default())
+                };
+                calls.fetch_add(1, Ordering::Relaxed);
+                if status != 200 {
+                    failures.lock().unwrap().push(format!("{status} {body}"));
+                }
+            }
+        }));
+    }
+    // About two seconds in: once calls flow.
+    let flowing =
+        eventually_async(Duration::from_secs(20), || async { calls.load(Ordering::Relaxed) >= 100 }).await;
+    assert!(flowing, "no load");
+    let answer = redis_cli_at(&sentinel, false, &["SENTINEL", "FAILOVER", "switchboard"]);
+    assert!(answer.contains("OK"), "{answer}");
+    // Polled without blocking the runtime the load runs on.
+    let switched = eventually_async(Duration::from_secs(30), || async { master_addr() != old_master }).await;
+    assert!(switched, "the failover did not happen");
+    // The old master turns replica (its writes then answer READONLY); load runs on past that.
+    let demoted = eventually_async(Duration::from_secs(30), || async {
+        redis_cli_at(&old_master, false, &["ROLE"]).starts_with("slave")
+    })
+    .await;
+    assert!(demoted, "the old master was not reconfigured");
+    let at_demotion = calls.load(Ordering::Relaxed);
+    let more = eventually_async(Duration::from_secs(20), || async {
+        calls.load(Ordering::Relaxed) >= at_demotion + 200
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert!(more, "calls stalled after the failover");
+    let failed = failures.lock().unwrap().clone();
+    let total = calls.load(Ordering::Relaxed);
+    assert!(
+        failed.is_empty(),
+        "{} of {total} calls failed: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    for session in sessions.iter() {
+        let response =
+            client.get(worker.url("/session")).header("Mcp-Session-Id", session).send().await.unwrap();
+        assert_eq!(response.status(), 200, "session {session} did not survive the failover");
+    }
+    eprintln!("sentinel failover under load: {total} calls, 0 failed, 20 sessions kept");
+}

@@ -66,6 +66,8 @@ pub enum StoreErrorKind {
     Full,
     /// A stored value cannot be read, or a value to store is malformed.
     Corrupt,
+    /// A stored record needs a newer worker (its `compat` is above this worker's).
+    VersionSkew,
 }
 
 impl StoreErrorKind {
@@ -77,6 +79,7 @@ impl StoreErrorKind {
             StoreErrorKind::Rejected => "rejected",
             StoreErrorKind::Full => "full",
             StoreErrorKind::Corrupt => "corrupt",
+            StoreErrorKind::VersionSkew => "version_skew",
         }
     }
 }
@@ -103,6 +106,70 @@ impl StoreFailed<'_> {
             tracing::warn!(op, kind, session, error = %error, "session store operation failed");
         }
         metrics.store_failed(op, kind);
+    }
+}
+
+/// A kind of value kept in the store, each with its own versioning rule (deploy/README.md,
+/// "Rolling upgrades across versions").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StoredKind {
+    /// A session's hash (`schema`/`compat` fields).
+    Session,
+    /// A result-cache entry (`expires|result`).
+    CacheEntry,
+    /// A shared tool list or `initialize` answer (JSON).
+    Shared,
+    /// A pub/sub message between workers (JSON, or a bare hash).
+    Message,
+}
+
+impl StoredKind {
+    /// The metric label and log field.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoredKind::Session => "session",
+            StoredKind::CacheEntry => "cache_entry",
+            StoredKind::Shared => "shared",
+            StoredKind::Message => "message",
+        }
+    }
+}
+
+/// Why a stored value could not be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum UnreadableReason {
+    /// Written by a newer version for newer readers only.
+    VersionSkew,
+    /// Not in any format this version knows.
+    Malformed,
+}
+
+impl UnreadableReason {
+    /// The metric label and log field.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UnreadableReason::VersionSkew => "version_skew",
+            UnreadableReason::Malformed => "malformed",
+        }
+    }
+}
+
+/// A stored value this worker could not read: a session is refused (and left as it is), a
+/// cache entry or tool list is a miss, a message is dropped; never a crash or a wrong answer.
+pub struct RecordUnreadable<'a> {
+    pub kind: StoredKind,
+    pub reason: UnreadableReason,
+    /// The session concerned, if any (logged by its redacted `Debug` form).
+    pub session: Option<&'a SessionId>,
+}
+
+impl RecordUnreadable<'_> {
+    /// Logs one line and counts `store_unreadable{kind, reason}`.
+    pub fn emit(&self, metrics: &Metrics) {
+        let (kind, reason) = (self.kind.as_str(), self.reason.as_str());
+        let session = self.session.map(tracing::field::debug);
+        tracing::warn!(kind, reason, session, "a stored value could not be read");
+        metrics.store_unreadable(kind, reason);
     }
 }
 
@@ -162,6 +229,26 @@ mod tests {
             "{text}"
         );
         assert!(text.contains(&id.as_str()[..8]) && !text.contains(id.as_str()), "{text}");
+    }
+
+    #[test]
+    fn unreadable_values_are_counted_by_kind_and_reason() {
+        let metrics = Metrics::new();
+        let id = SessionId::generate().expect("random id");
+        let reason = UnreadableReason::VersionSkew;
+        RecordUnreadable { kind: StoredKind::Session, reason, session: Some(&id) }.emit(&metrics);
+        let reason = UnreadableReason::Malformed;
+        RecordUnreadable { kind: StoredKind::Message, reason, session: None }.emit(&metrics);
+        let text = metrics.render();
+        assert!(
+            text.contains(r#"switchboard_store_unreadable_total{kind="session",reason="version_skew"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"switchboard_store_unreadable_total{kind="message",reason="malformed"} 1"#),
+            "{text}"
+        );
+        assert!(!text.contains(id.as_str()), "no session id in metrics");
     }
 
     /// A log writer into a shared buffer.
