@@ -43,7 +43,13 @@ struct StoreFailureLabels {
     kind: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimitLabels {
+    limit: &'static str,
+}
+
 /// Counters, gauges and histograms of one worker.
+#[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
     requests: Family<RouteLabels, Counter>,
@@ -64,6 +70,8 @@ pub struct Metrics {
     /// (see `telemetry::events::store`).
     store_failures: Family<StoreFailureLabels, Counter>,
     refusals: Family<ReasonLabels, Counter>,
+    /// Bounds reached (a cut stderr line, a batch past its answer budget…), by limit.
+    limits: Family<LimitLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -137,6 +145,8 @@ impl Metrics {
             store_failures.clone(),
         );
         registry.register("refusals", "Requests refused at the HTTP edge, by reason", refusals.clone());
+        let limits = Family::<LimitLabels, Counter>::default();
+        registry.register("limits", "Bounds reached on buffers and shares, by limit", limits.clone());
         Self {
             registry,
             requests,
@@ -155,6 +165,7 @@ impl Metrics {
             warm_rss,
             store_failures,
             refusals,
+            limits,
         }
     }
 
@@ -219,6 +230,10 @@ impl Metrics {
     pub(crate) fn set_warm(&self, children: usize, rss_bytes: u64) {
         self.warm_children.set(i64::try_from(children).unwrap_or(i64::MAX));
         self.warm_rss.set(i64::try_from(rss_bytes).unwrap_or(i64::MAX));
+    }
+
+    pub(crate) fn limit_hit(&self, limit: &'static str) {
+        self.limits.get_or_create(&LimitLabels { limit }).inc();
     }
 
     /// The Prometheus text exposition.
