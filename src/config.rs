@@ -125,6 +125,20 @@ pub struct Config {
     /// Most resident memory (MiB) of all warm children of a worker together, least recently used
     /// evicted first. 256 MiB: four typical Node or Python servers.
     pub warm_max_rss_mb: u64,
+    /// Most children one principal may have in calls at once on a worker, so that a client
+    /// whose calls hang cannot take every slot; its further calls queue (503 past
+    /// `queue_wait_secs`) while other principals are served. Unset: half of `max_children`
+    /// (at least 1), which leaves the other half to everyone else. 0: no share limit. Not
+    /// applied with auth mode `none`, where every session is the same principal.
+    pub max_children_per_principal: Option<usize>,
+    /// Most requests in one JSON-RPC batch (sessions that negotiated 2025-03-26 on `/mcp`);
+    /// a larger batch is refused whole. 64: far beyond what a client batches, far below what
+    /// a body of `max_body_bytes` could hold (each request may spawn a child, in turn).
+    pub max_batch_items: usize,
+    /// Most bytes of answers one batch collects before it is sent; past it each remaining
+    /// request is answered with an error naming this limit and not run. 16 MiB: one
+    /// result of the default `max_message_bytes`, and a bound on a batch's memory.
+    pub max_batch_answer_bytes: usize,
 }
 
 /// Credential validation settings.
@@ -272,6 +286,9 @@ impl Default for Config {
             http: HttpConfig::default(),
             warm_max_children: 4,
             warm_max_rss_mb: 256,
+            max_children_per_principal: None,
+            max_batch_items: 64,
+            max_batch_answer_bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -471,6 +488,9 @@ impl Config {
         if self.http.header_read_timeout.is_zero() || self.http.idle_timeout.is_zero() {
             invalid("http.header_read_timeout_secs and http.idle_timeout_secs must be above 0".into());
         }
+        if self.max_batch_items == 0 || self.max_batch_answer_bytes == 0 {
+            invalid("max_batch_items and max_batch_answer_bytes must be at least 1".into());
+        }
         if self.key_prefix.contains(['{', '}']) {
             invalid("key_prefix must not contain `{` or `}` (they form Redis hash tags)".into());
         }
@@ -528,6 +548,15 @@ impl Config {
         !self.listen.ip().is_loopback()
             && self.auth_mode() == AuthMode::Static
             && self.auth.static_tokens.iter().any(|t| t == DEMO_TOKEN)
+    }
+
+    /// Most children one principal may have in calls at once (0: no limit); see
+    /// `max_children_per_principal`.
+    pub fn principal_share(&self) -> usize {
+        if self.auth_mode() == AuthMode::None {
+            return 0;
+        }
+        self.max_children_per_principal.unwrap_or((self.max_children / 2).max(1))
     }
 
     /// The idle TTL as a duration.

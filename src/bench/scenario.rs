@@ -417,7 +417,7 @@ async fn read_rpc_reply_timed<T: serde::de::DeserializeOwned>(
     loop {
         let chunk = resp.chunk().await.map_err(|e| ErrorKind::from_reqwest(&e))?;
         let events = match &chunk {
-            Some(chunk) => decoder.push(chunk),
+            Some(chunk) => decoder.push(chunk).map_err(|_| ErrorKind::Body)?,
             None => decoder.finish().into_iter().collect(),
         };
         for event in events {

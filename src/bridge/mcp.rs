@@ -450,7 +450,8 @@ impl McpGateway {
                     Ok(Ok(None)) => break,
                     Ok(Ok(Some(chunk))) => chunk,
                 };
-                for event in parser.push(&chunk) {
+                let events = parser.push(&chunk).map_err(|e| GatewayError::Protocol(e.to_string()))?;
+                for event in events {
                     if event.data.trim().is_empty() {
                         continue;
                     }

@@ -232,6 +232,7 @@ impl Run<'_> {
             relay: self.relay,
             session: Some(self.id.as_str()),
             list_tools,
+            principal: Some(&record.principal),
         };
         Ok(gateway.manager.call_with(call).await?)
     }

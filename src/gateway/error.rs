@@ -99,5 +99,6 @@ fn upstream_code(e: &UpstreamError) -> &'static str {
         UpstreamError::Exited => "upstream_exited",
         UpstreamError::Protocol(_) => "upstream_protocol",
         UpstreamError::Rpc(_) => "mcp_error",
+        UpstreamError::InitRefused(_) => "upstream_init_refused",
     }
 }

@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{Bound, Gateway, GatewayError, ToolCall};
+use crate::protocol::{MAX_CAPABILITIES_BYTES, MAX_CAPABILITIES_DEPTH, json_depth};
 use crate::session::{SessionId, SessionRecord};
 use crate::telemetry::events::store::{RecordUnreadable, StoredKind, UnreadableReason};
 use crate::upstream::{Call, Client, McpManager, Relay, ReplyRouter};
@@ -122,6 +123,7 @@ impl Gateway {
                     relay,
                     session: Some(session.id.as_str()),
                     list_tools: false,
+                    principal: Some(&session.record.principal),
                 };
                 let outcome = self.manager.call_with(call).await?;
                 Ok(outcome.result.get().to_string())
@@ -227,10 +229,15 @@ impl Gateway {
     }
 }
 
-/// The client's capabilities recorded at `initialize`, raw.
+/// The client's capabilities recorded at `initialize`, raw. Capabilities past the bounds of
+/// `initialize` (kept by an older release) are not replayed.
 fn client_capabilities(record: &SessionRecord) -> Option<Box<RawValue>> {
     let caps = record.client.get("capabilities")?;
-    RawValue::from_string(caps.to_string()).ok()
+    let raw = caps.to_string();
+    if raw.len() > MAX_CAPABILITIES_BYTES || json_depth(caps) > MAX_CAPABILITIES_DEPTH {
+        return None;
+    }
+    RawValue::from_string(raw).ok()
 }
 
 /// Requests in flight on this worker, by session and client request id, for cancellation.

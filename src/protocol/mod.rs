@@ -63,5 +63,44 @@ pub const ACCEPT_JSON_AND_SSE: &str = "application/json, text/event-stream";
 /// Content type of an SSE answer.
 pub const EVENT_STREAM: &str = "text/event-stream";
 
+/// Most bytes of the client's `capabilities` (serialized) a session keeps and replays into
+/// every child's `initialize`: 8 KiB is many times what any client declares.
+pub const MAX_CAPABILITIES_BYTES: usize = 8 * 1024;
+
+/// Deepest nesting of the client's `capabilities`: the specification's own go three deep.
+pub const MAX_CAPABILITIES_DEPTH: usize = 8;
+
+/// Why a client's `capabilities` are refused, naming the limit; `None` when within both
+/// [`MAX_CAPABILITIES_BYTES`] and [`MAX_CAPABILITIES_DEPTH`].
+pub fn capabilities_problem(capabilities: &serde_json::Value) -> Option<String> {
+    let bytes = capabilities.to_string().len();
+    if bytes > MAX_CAPABILITIES_BYTES {
+        return Some(format!(
+            "capabilities are {bytes} bytes; at most {MAX_CAPABILITIES_BYTES} are accepted"
+        ));
+    }
+    let depth = json_depth(capabilities);
+    (depth > MAX_CAPABILITIES_DEPTH).then(|| {
+        format!("capabilities nest {depth} deep; at most {MAX_CAPABILITIES_DEPTH} levels are accepted")
+    })
+}
+
+/// How deep a JSON value nests: 0 for a scalar, 1 for a flat object or array. Iterative,
+/// so no input can exhaust the stack.
+pub fn json_depth(value: &serde_json::Value) -> usize {
+    let mut deepest = 0;
+    let mut pending = vec![(value, 0usize)];
+    while let Some((value, depth)) = pending.pop() {
+        let children: Box<dyn Iterator<Item = &serde_json::Value>> = match value {
+            serde_json::Value::Array(items) => Box::new(items.iter()),
+            serde_json::Value::Object(fields) => Box::new(fields.values()),
+            _ => continue,
+        };
+        deepest = deepest.max(depth + 1);
+        pending.extend(children.map(|child| (child, depth + 1)));
+    }
+    deepest
+}
+
 #[cfg(test)]
 mod tests;

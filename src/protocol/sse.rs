@@ -5,9 +5,25 @@
 //! milliseconds, comments ignored, any of CRLF / LF / CR as a line end (also split
 //! across chunks). Input arrives as arbitrary byte chunks.
 //!
-//! Must not: panic on any input, or interpret `data` (it is handed on as text).
+//! One event is bounded ([`MAX_EVENT_BYTES`] unless the caller sets another bound): its
+//! data and the line being read together; past it the decoder fails, for good, rather
+//! than grow.
+//!
+//! Must not: panic on any input, grow past its bound, or interpret `data` (it is handed on
+//! as text).
 
 use std::time::Duration;
+
+/// The default bound on one event (its `data` and the line being read): 64 MiB, four
+/// times the largest result a gateway passes on by default (`max_message_bytes`).
+pub const MAX_EVENT_BYTES: usize = 64 * 1024 * 1024;
+
+/// An event (or one line) larger than the decoder's bound; the stream cannot go on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("an SSE event exceeds the {max}-byte limit")]
+pub struct SseTooLarge {
+    pub max: usize,
+}
 
 #[cfg(test)]
 mod tests;
@@ -24,8 +40,12 @@ pub struct SseEvent {
 
 /// Decoder state for one logical stream; `last_event_id` and `retry` survive a
 /// reconnection via [`SseDecoder::resume`].
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SseDecoder {
+    /// Most bytes of the event being assembled plus the current line.
+    max: usize,
+    /// The bound was passed: every further push fails.
+    failed: bool,
     /// Bytes of the current, not yet terminated line.
     line: Vec<u8>,
     /// The previous byte was `\r`, so a `\n` right after it ends no further line.
@@ -42,15 +62,37 @@ pub struct SseDecoder {
     retry: Option<Duration>,
 }
 
+impl Default for SseDecoder {
+    fn default() -> Self {
+        Self::with_max(MAX_EVENT_BYTES)
+    }
+}
+
 impl SseDecoder {
+    /// A decoder bounded at [`MAX_EVENT_BYTES`] per event.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// A decoder bounded at `max` bytes per event (its data and the line being read).
+    pub fn with_max(max: usize) -> Self {
+        Self {
+            max,
+            failed: false,
+            line: Vec::new(),
+            skip_lf: false,
+            event: None,
+            data: String::new(),
+            has_data: false,
+            last_event_id: None,
+            retry: None,
+        }
+    }
+
     /// A decoder for a new connection that resumes this stream: keeps the last
-    /// event id and the retry delay, drops any partial line or event.
+    /// event id, the retry delay and the bound, drops any partial line or event.
     pub fn resume(&self) -> Self {
-        Self { last_event_id: self.last_event_id.clone(), retry: self.retry, ..Self::default() }
+        Self { last_event_id: self.last_event_id.clone(), retry: self.retry, ..Self::with_max(self.max) }
     }
 
     /// The id of the last event seen (what `Last-Event-ID` should carry).
@@ -63,9 +105,13 @@ impl SseDecoder {
         self.retry
     }
 
-    /// Feeds a chunk; returns the events it completed.
-    pub fn push(&mut self, chunk: &[u8]) -> Vec<SseEvent> {
+    /// Feeds a chunk; returns the events it completed, or an error once an event (its data
+    /// and the line being read) would pass the bound: then this decoder fails for good.
+    pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<SseEvent>, SseTooLarge> {
         let mut events = Vec::new();
+        if self.failed {
+            return Err(SseTooLarge { max: self.max });
+        }
         for &byte in chunk {
             if self.skip_lf {
                 self.skip_lf = false;
@@ -81,15 +127,26 @@ impl SseDecoder {
                         events.push(event);
                     }
                 }
-                _ => self.line.push(byte),
+                _ => {
+                    if self.line.len() + self.data.len() >= self.max {
+                        self.failed = true;
+                        self.line = Vec::new();
+                        self.data = String::new();
+                        return Err(SseTooLarge { max: self.max });
+                    }
+                    self.line.push(byte);
+                }
             }
         }
-        events
+        Ok(events)
     }
 
     /// Ends the stream: an unterminated last line and event are dispatched too
     /// (lenient; a strict client would drop them).
     pub fn finish(&mut self) -> Option<SseEvent> {
+        if self.failed {
+            return None;
+        }
         let line = std::mem::take(&mut self.line);
         self.skip_lf = false;
         if !line.is_empty() {

@@ -135,6 +135,7 @@ fn upstream_error(e: &UpstreamError, code: &'static str) -> ApiError {
         | UpstreamError::Spawn { .. }
         | UpstreamError::Exited
         | UpstreamError::Protocol(_)
+        | UpstreamError::InitRefused(_)
         | UpstreamError::Rpc(_) => StatusCode::BAD_GATEWAY,
     };
     match e {
@@ -210,6 +211,12 @@ pub fn rpc_error_line(id: &str, e: GatewayError) -> String {
     }
 }
 
+/// `/mcp`: the JSON-RPC error line of a request not run because a bound was reached (a
+/// batch's answer budget); `message` names the limit.
+pub fn rpc_limit_line(id: &str, message: &str) -> String {
+    jsonrpc::error_response(id, GATEWAY_ERROR, message)
+}
+
 /// `/mcp`: the answer to a request that failed before anything was streamed: `200` with
 /// the error line, except a saturated worker, which is `503` with `Retry-After`.
 pub fn rpc_answer(id: &str, e: GatewayError) -> Response {
@@ -252,6 +259,10 @@ pub enum Rejected {
     NoSession,
     /// A batch from a session that did not negotiate 2025-03-26.
     Batch,
+    /// A batch of more messages than `max_batch_items` (the limit).
+    BatchTooLarge(usize),
+    /// `initialize` with capabilities too large or too deep (what is wrong, naming the limit).
+    Capabilities(String),
 }
 
 impl Rejected {
@@ -265,7 +276,8 @@ impl Rejected {
             Self::BodyTooLarge(_) => Refusal::BodyTooLarge,
             Self::Parse(_) | Self::Invalid(_) => Refusal::Malformed,
             Self::AlreadyInitialized | Self::NoSession => Refusal::SessionHeader,
-            Self::Batch => Refusal::Batch,
+            Self::Batch | Self::BatchTooLarge(_) => Refusal::Batch,
+            Self::Capabilities(_) => Refusal::Malformed,
         }
     }
 
@@ -312,6 +324,12 @@ impl Rejected {
                 code::INVALID_REQUEST,
                 "Invalid Request: batches are only allowed for protocol version 2025-03-26".into(),
             ),
+            Self::BatchTooLarge(max) => (
+                bad,
+                code::INVALID_REQUEST,
+                format!("Invalid Request: a batch may hold at most {max} messages (max_batch_items)"),
+            ),
+            Self::Capabilities(problem) => (bad, code::INVALID_PARAMS, format!("Invalid params: {problem}")),
         }
     }
 

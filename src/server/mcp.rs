@@ -23,10 +23,11 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::AppState;
 use super::body as bounded;
-use super::error::{Rejected, json, rpc_answer, rpc_error_line, rpc_rejection};
+use super::error::{Rejected, json, rpc_answer, rpc_error_line, rpc_limit_line, rpc_rejection};
 use crate::gateway::{Bound, GatewayError, Operation};
 use crate::protocol::jsonrpc::{self, Envelope, Kind};
-use crate::protocol::{SESSION_HEADER, SUPPORTED_VERSIONS};
+use crate::protocol::{SESSION_HEADER, SUPPORTED_VERSIONS, capabilities_problem};
+use crate::telemetry::events::{Emit, Limit, LimitHit};
 use crate::upstream::{Relay, ServerMessage};
 
 /// Server messages buffered between a child and a slow SSE client (notifications beyond
@@ -171,9 +172,15 @@ async fn initialize(state: &AppState, headers: &HeaderMap, message: &Envelope<'_
         message.params.and_then(|p| serde_json::from_str(p.get()).ok()).unwrap_or(serde_json::Value::Null);
     let requested = params.get("protocolVersion").and_then(|v| v.as_str()).unwrap_or("");
     let version = if SUPPORTED_VERSIONS.contains(&requested) { requested } else { SUPPORTED_VERSIONS[0] };
+    let capabilities = params.get("capabilities").cloned().unwrap_or_else(|| serde_json::json!({}));
+    if let Some(problem) = capabilities_problem(&capabilities) {
+        // Kept in the session and replayed into every child's `initialize`: bounded.
+        LimitHit(Limit::Capabilities).emit(&state.metrics);
+        return Rejected::Capabilities(problem).respond(&state.metrics, id);
+    }
     let client = serde_json::json!({
         "clientInfo": params.get("clientInfo").cloned().unwrap_or(serde_json::Value::Null),
-        "capabilities": params.get("capabilities").cloned().unwrap_or_else(|| serde_json::json!({})),
+        "capabilities": capabilities,
     });
     let (session, result) = match state.initialize(&presented_credentials(headers), client, version).await {
         Ok(done) => done,
@@ -353,6 +360,8 @@ fn final_line(id: &str, outcome: Result<String, GatewayError>) -> String {
 }
 
 /// A JSON-RPC batch: only for sessions that negotiated 2025-03-26; answered as one JSON array.
+/// At most `max_batch_items` messages; once the answers reach `max_batch_answer_bytes`, each
+/// remaining request is answered with an error naming the limit, without running.
 async fn batch(state: &AppState, headers: &HeaderMap, text: &str) -> Response {
     let session = match session_of(state, headers).await {
         Ok(s) => s,
@@ -364,7 +373,25 @@ async fn batch(state: &AppState, headers: &HeaderMap, text: &str) -> Response {
     let Ok(items) = serde_json::from_str::<Vec<Box<RawValue>>>(text) else {
         return Rejected::Parse("Parse error".into()).respond(&state.metrics, "null");
     };
-    let mut answers = Vec::new();
+    let max_items = state.config.max_batch_items;
+    if items.len() > max_items {
+        LimitHit(Limit::BatchItems).emit(&state.metrics);
+        return Rejected::BatchTooLarge(max_items).respond(&state.metrics, "null");
+    }
+    let budget = state.config.max_batch_answer_bytes;
+    let over_budget = |id: &str| {
+        LimitHit(Limit::BatchAnswers).emit(&state.metrics);
+        rpc_limit_line(
+            id,
+            &format!(
+                "the batch's answers reached max_batch_answer_bytes ({budget} bytes): this request was \
+                 not run, or its answer was left out; send it on its own"
+            ),
+        )
+    };
+    let mut answers = String::from("[");
+    let mut spent = 0usize;
+    let mut full = false;
     for item in &items {
         let Ok(message) = Envelope::parse(item.get()) else { continue };
         if message.kind() != Kind::Request {
@@ -372,7 +399,9 @@ async fn batch(state: &AppState, headers: &HeaderMap, text: &str) -> Response {
         }
         let id = message.id.map_or("null", RawValue::get);
         let method = message.method.as_deref().unwrap_or_default();
-        let line = if method == "ping" {
+        let line = if full {
+            over_budget(id)
+        } else if method == "ping" {
             jsonrpc::response(id, "{}")
         } else {
             match state.operation(method, message.params) {
@@ -380,10 +409,23 @@ async fn batch(state: &AppState, headers: &HeaderMap, text: &str) -> Response {
                 Err(e) => rpc_error_line(id, e),
             }
         };
-        answers.push(line);
+        let line = if !full && spent + line.len() > budget {
+            full = true;
+            over_budget(id)
+        } else {
+            line
+        };
+        if !full {
+            spent += line.len();
+        }
+        if answers.len() > 1 {
+            answers.push(',');
+        }
+        answers.push_str(&line);
     }
-    if answers.is_empty() {
+    if answers.len() == 1 {
         return StatusCode::ACCEPTED.into_response();
     }
-    json(StatusCode::OK, format!("[{}]", answers.join(",")))
+    answers.push(']');
+    json(StatusCode::OK, answers)
 }

@@ -49,7 +49,13 @@ struct UnreadableLabels {
     reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimitLabels {
+    limit: &'static str,
+}
+
 /// Counters, gauges and histograms of one worker.
+#[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
     requests: Family<RouteLabels, Counter>,
@@ -74,6 +80,8 @@ pub struct Metrics {
     connection_events: Family<ReasonLabels, Counter>,
     /// Stored values this worker could not read, by kind and reason (version skew, malformed).
     store_unreadable: Family<UnreadableLabels, Counter>,
+    /// Bounds reached (a cut stderr line, a batch past its answer budget…), by limit.
+    limits: Family<LimitLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -161,6 +169,8 @@ impl Metrics {
             "Client connections closed by a limit, refused at the cap, or failed accepts, by reason",
             connection_events.clone(),
         );
+        let limits = Family::<LimitLabels, Counter>::default();
+        registry.register("limits", "Bounds reached on buffers and shares, by limit", limits.clone());
         Self {
             registry,
             requests,
@@ -182,6 +192,7 @@ impl Metrics {
             connections,
             connection_events,
             store_unreadable,
+            limits,
         }
     }
 
@@ -260,6 +271,10 @@ impl Metrics {
     pub(crate) fn set_warm(&self, children: usize, rss_bytes: u64) {
         self.warm_children.set(i64::try_from(children).unwrap_or(i64::MAX));
         self.warm_rss.set(i64::try_from(rss_bytes).unwrap_or(i64::MAX));
+    }
+
+    pub(crate) fn limit_hit(&self, limit: &'static str) {
+        self.limits.get_or_create(&LimitLabels { limit }).inc();
     }
 
     /// The Prometheus text exposition.

@@ -26,17 +26,19 @@ use crate::protocol::UPSTREAM_PROTOCOL_VERSION;
 use crate::protocol::jsonrpc::{self, Envelope, Kind, json_string};
 use crate::telemetry::Metrics;
 use crate::telemetry::events::{
-    CacheLookup, CacheOp, Emit, SpawnFailed, SpawnReady, Spawned, WarmEvicted, WarmHeld, WarmSpawned,
-    WarmStart,
+    CacheLookup, CacheOp, Emit, Limit, LimitHit, SpawnFailed, SpawnReady, Spawned, WarmEvicted, WarmHeld,
+    WarmSpawned, WarmStart,
 };
 
 pub mod listing;
 pub mod process;
 pub mod relay;
+mod shares;
 pub mod stdio;
 mod warm;
 
 use process::{ChildProcess, Reaper, SpawnSpec};
+use relay::RelayBudget;
 pub use relay::{Delivery, ReplyRouter, ServerMessage};
 use stdio::{LineError, LineReader, write_line};
 
@@ -60,6 +62,10 @@ pub enum UpstreamError {
     /// The server answered with a JSON-RPC error (raw error object).
     #[error("the MCP server answered with an error")]
     Rpc(Box<RawValue>),
+    /// The server answered `initialize` with a JSON-RPC error (whatever its id): the call
+    /// ends at once rather than at the init timeout. The server's code and message, cut.
+    #[error("the MCP server refused to initialize: {0}")]
+    InitRefused(String),
 }
 
 /// Where the messages a server sends before its response go (the `/mcp` SSE stream).
@@ -89,6 +95,8 @@ struct ServerRuntime {
     /// The program run: resolved on the child's `PATH` once when started without a
     /// parent-death signal (std uses `posix_spawn` only for a program given as a path).
     program: String,
+    /// Where the children's cut stderr lines and spent relay budgets are counted.
+    metrics: Option<Arc<Metrics>>,
 }
 
 /// A value with `{credentials.PATH}` placeholders.
@@ -167,6 +175,8 @@ pub struct McpManager {
     max_warming: usize,
     /// Whether the task that drops idle warm children runs.
     sweeping: AtomicBool,
+    /// Each principal's share of the cap (`max_children_per_principal`).
+    shares: Arc<shares::Shares>,
 }
 
 /// One request to a server, with what the gateway knows around it.
@@ -184,6 +194,9 @@ pub struct Call<'a> {
     pub session: Option<&'a str>,
     /// Also read the server's whole `tools/list` from the same child ([`Outcome::tools`]).
     pub list_tools: bool,
+    /// Who the call is for: held to its share of the cap (`max_children_per_principal`).
+    /// `None`: the cap only (the gateway's own calls).
+    pub principal: Option<&'a str>,
 }
 
 /// What a served request leaves to do: start the session's next child.
@@ -232,6 +245,7 @@ impl McpManager {
                 let mut runtime = ServerRuntime::new(name, server, worker_env);
                 // A warm child never outlives what its session may: idle sessions expire.
                 runtime.warm_idle = runtime.warm_idle.min(config.idle_ttl());
+                runtime.metrics = Some(metrics.clone());
                 (name.clone(), runtime)
             })
             .collect();
@@ -251,6 +265,7 @@ impl McpManager {
             warming: Arc::new(AtomicUsize::new(0)),
             max_warming: (config.max_children / 2).max(1),
             sweeping: AtomicBool::new(false),
+            shares: shares::Shares::new(config.principal_share()),
         }
     }
 
@@ -340,6 +355,28 @@ impl McpManager {
             .map_err(|_| UpstreamError::Saturated)
     }
 
+    /// The principal's share of the cap for one call: at once while it has fewer calls under
+    /// way than its share, else a wait in the bounded queue (503 beyond it or past the wait),
+    /// while other principals' calls go on.
+    async fn share(&self, principal: Option<&str>) -> Result<Option<shares::Share>, UpstreamError> {
+        let Some(principal) = principal.filter(|_| self.shares.limited()) else { return Ok(None) };
+        if let Some(share) = self.shares.try_take(principal) {
+            return Ok(Some(share));
+        }
+        let refused = || {
+            LimitHit(Limit::PrincipalShare).emit(&self.metrics);
+            UpstreamError::Saturated
+        };
+        let _queued = self.queue.clone().try_acquire_owned().map_err(|_| refused())?;
+        let deadline = tokio::time::Instant::now() + self.queue_wait;
+        self.shares.take(principal, deadline).await.map(Some).ok_or_else(refused)
+    }
+
+    /// Principals with calls under way on this worker, and how many each.
+    pub fn principal_calls(&self) -> Vec<(String, usize)> {
+        self.shares.snapshot()
+    }
+
     /// Spawns and initialises a child (initialize → response → notifications/initialized);
     /// `ahead`: a session's warm child, started before its request.
     async fn start(
@@ -366,6 +403,8 @@ impl McpManager {
             relay: None,
             inbound: mpsc::channel(16),
             relayed: Vec::new(),
+            budget: RelayBudget::new(runtime.config.max_message_bytes),
+            metrics: runtime.metrics.clone(),
         };
         let init_params = initialize_params(client.capabilities);
         let limit = runtime.config.init_timeout;
@@ -374,6 +413,7 @@ impl McpManager {
                 match tokio::time::timeout(limit, session.request("0", "initialize", Some(&init_params)))
                     .await
                 {
+                    Ok(Err(UpstreamError::Rpc(error))) => return Err(init_refused(&error)),
                     Ok(result) => result?,
                     Err(_) => return Err(timeout("initialize", limit)),
                 };
@@ -416,8 +456,17 @@ impl McpManager {
         params: Option<&RawValue>,
         relay: Option<&Relay>,
     ) -> Result<Outcome, UpstreamError> {
-        let call =
-            Call { server, credentials, client, method, params, relay, session: None, list_tools: false };
+        let call = Call {
+            server,
+            credentials,
+            client,
+            method,
+            params,
+            relay,
+            session: None,
+            list_tools: false,
+            principal: None,
+        };
         self.run(&call).await.0
     }
 
@@ -438,6 +487,11 @@ impl McpManager {
     async fn run(&self, call: &Call<'_>) -> (Result<Outcome, UpstreamError>, Option<WarmPlan>) {
         let Some(runtime) = self.servers.get(call.server) else {
             return (Err(UpstreamError::UnknownServer(call.server.into())), None);
+        };
+        // Held until the call ends, whichever child serves it (a warm one included).
+        let _share = match self.share(call.principal).await {
+            Ok(share) => share,
+            Err(e) => return (Err(e), None),
         };
         let spec = runtime.spawn_spec(call.credentials);
         let key = call
@@ -487,6 +541,8 @@ impl McpManager {
             relay: call.relay,
             inbound: mpsc::channel(16),
             relayed: Vec::new(),
+            budget: RelayBudget::new(runtime.config.max_message_bytes),
+            metrics: runtime.metrics.clone(),
         };
         session.child.set_on_abandon(Some(cancelled_line("1")));
         let limit = runtime.config.call_timeout;
@@ -781,6 +837,27 @@ fn spawn_hint(error: &std::io::Error) -> &'static str {
     }
 }
 
+/// Longest part of a server's error message quoted when it refuses `initialize`.
+const MAX_QUOTED_ERROR: usize = 200;
+
+/// A server's error answer to `initialize`, as [`UpstreamError::InitRefused`]: its code and
+/// message (cut), nothing else of what it sent.
+fn init_refused(error: &RawValue) -> UpstreamError {
+    #[derive(serde::Deserialize)]
+    struct Error {
+        #[serde(default)]
+        code: Option<i64>,
+        #[serde(default)]
+        message: Option<String>,
+    }
+    let parsed = serde_json::from_str::<Error>(error.get()).ok();
+    let code = parsed.as_ref().and_then(|e| e.code).map_or_else(|| "?".to_string(), |c| c.to_string());
+    let message = parsed.and_then(|e| e.message).unwrap_or_default();
+    let cut: String = message.chars().take(MAX_QUOTED_ERROR).collect();
+    let more = if cut.len() < message.len() { "…" } else { "" };
+    UpstreamError::InitRefused(format!("error {code}: {cut}{more}"))
+}
+
 fn timeout(phase: &'static str, limit: Duration) -> UpstreamError {
     UpstreamError::Timeout { phase, secs: limit.as_secs_f64() }
 }
@@ -844,6 +921,7 @@ impl ServerRuntime {
             pool,
             warm_idle: config.warm_idle,
             program,
+            metrics: None,
         }
     }
 
@@ -866,6 +944,7 @@ impl ServerRuntime {
             env,
             label: self.label.clone(),
             max_stderr_lines: self.config.max_stderr_lines,
+            metrics: self.metrics.clone(),
             parent_death_signal: self.config.parent_death_signal,
         }
     }
@@ -888,6 +967,15 @@ fn resolve_program(program: &str, path: Option<&str>) -> String {
         .map_or_else(|| program.to_string(), |found| found.to_string_lossy().into_owned())
 }
 
+/// Takes one message of `len` bytes from a call's relay budget; when spent, counts it.
+fn within(budget: &mut RelayBudget, metrics: Option<&Metrics>, len: usize) -> bool {
+    let fits = budget.take(len);
+    if !fits && let Some(metrics) = metrics {
+        LimitHit(Limit::RelayBudget).emit(metrics);
+    }
+    fits
+}
+
 /// One spawned server and the conversation with it.
 struct UpstreamSession<'r> {
     child: ChildProcess,
@@ -897,6 +985,10 @@ struct UpstreamSession<'r> {
     inbound: (mpsc::Sender<String>, mpsc::Receiver<String>),
     /// Gateway ids of the server requests relayed so far, forgotten when the call ends.
     relayed: Vec<String>,
+    /// What may still be relayed before the response (bounded in count and bytes).
+    budget: RelayBudget,
+    /// Where a spent budget is counted.
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl UpstreamSession<'_> {
@@ -909,7 +1001,9 @@ impl UpstreamSession<'_> {
         self.send(&jsonrpc::notification(method, None)).await
     }
 
-    /// Sends a request and reads until its response, handling what comes in between.
+    /// Sends a request and reads until its response, handling what comes in between. It is
+    /// the one request outstanding, so an error response of any id (`null`: the server could
+    /// not tell which request failed) is its answer too, at once.
     async fn request(
         &mut self,
         id: &str,
@@ -919,7 +1013,7 @@ impl UpstreamSession<'_> {
         self.send(&jsonrpc::request(id, method, params)).await?;
         loop {
             let (got, result) = self.next_response().await?;
-            if got == id {
+            if got == id || result.is_err() {
                 return result;
             }
         }
@@ -966,7 +1060,16 @@ impl UpstreamSession<'_> {
                 Kind::Request => {
                     let original = envelope.id.map_or("null", RawValue::get).to_string();
                     let method = envelope.method.as_deref().unwrap_or_default().to_string();
-                    if let Some(relay) = self.relay {
+                    if self.relay.is_some() && !within(&mut self.budget, self.metrics.as_deref(), text.len())
+                    {
+                        let reply = jsonrpc::error_response(
+                            &original,
+                            jsonrpc::code::INTERNAL_ERROR,
+                            "the gateway relays at most 1024 messages or 16 MiB per request before its \
+                             response; this one was not relayed",
+                        );
+                        self.send(&reply).await?;
+                    } else if let Some(relay) = self.relay {
                         let gateway_id =
                             relay.router.register(&relay.session, &original, self.inbound.0.clone());
                         let line = jsonrpc::request(&json_string(&gateway_id), &method, envelope.params);
@@ -985,9 +1088,18 @@ impl UpstreamSession<'_> {
                     }
                 }
                 Kind::Notification => {
-                    if let Some(relay) = self.relay {
+                    if let Some(relay) = self.relay
+                        && within(&mut self.budget, self.metrics.as_deref(), text.len())
+                    {
                         // A slow client must not stall the server: drop rather than wait.
                         let _ = relay.events.try_send(ServerMessage::Notification(text.to_string()));
+                    }
+                }
+                // An error whose id is `null` parses without one: the server could not tell
+                // which request failed, so it answers the one outstanding.
+                Kind::Invalid if envelope.method.is_none() && envelope.result.is_none() => {
+                    if let Some(error) = envelope.error {
+                        return Ok(("null".to_string(), Err(UpstreamError::Rpc(error.to_owned()))));
                     }
                 }
                 Kind::Invalid => {}

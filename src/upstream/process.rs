@@ -24,7 +24,6 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
@@ -41,6 +40,8 @@ pub struct SpawnSpec {
     pub label: Arc<str>,
     /// Lines of stderr logged; the rest are counted.
     pub max_stderr_lines: usize,
+    /// Where cut stderr lines are counted.
+    pub metrics: Option<Arc<crate::telemetry::Metrics>>,
     /// Take the child's whole group down when the worker dies, SIGKILL included: the kernel
     /// SIGKILLs the child (`PR_SET_PDEATHSIG`, set in a `pre_exec` hook) and the worker's
     /// sentinel SIGKILLs its group. A `pre_exec` hook makes std start the child with `fork`;
@@ -146,7 +147,7 @@ pub fn spawn(
     if let Some(stderr) = child.stderr.take() {
         let label = spec.label.clone();
         let max = spec.max_stderr_lines;
-        reaper.tracker.spawn(log_stderr(stderr, label, max));
+        reaper.tracker.spawn(super::stdio::drain_stderr(stderr, label, max, spec.metrics.clone()));
     }
     reaper.live.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let guarded = spec.parent_death_signal;
@@ -175,38 +176,6 @@ fn set_parent_death_signal(command: &mut Command) {
         });
     }
 }
-
-async fn log_stderr(stderr: tokio::process::ChildStderr, label: Arc<str>, max_lines: usize) {
-    const MAX_LINE: usize = 4096;
-    let mut reader = BufReader::new(stderr);
-    let mut line = Vec::new();
-    let mut dropped = 0usize;
-    let mut logged = 0usize;
-    loop {
-        line.clear();
-        // Read at most MAX_LINE bytes of a line; the rest of an over-long line is skipped.
-        match (&mut reader).take(MAX_LINE as u64).read_until(b'\n', &mut line).await {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
-        }
-        if !line.ends_with(b"\n") && line.len() >= MAX_LINE {
-            let mut sink = Vec::new();
-            let _ = reader.read_until(b'\n', &mut sink).await;
-        }
-        if logged < max_lines {
-            logged += 1;
-            let text = String::from_utf8_lossy(&line);
-            tracing::info!(server = %label, "stderr: {}", text.trim_end());
-        } else {
-            dropped += 1;
-        }
-    }
-    if dropped > 0 {
-        tracing::info!(server = %label, dropped, "stderr lines not logged");
-    }
-}
-
-use tokio::io::AsyncReadExt as _;
 
 impl ChildProcess {
     /// The child's process id (also its process group id), while this guard owns it.

@@ -12,6 +12,40 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::mpsc;
 
+/// Most messages a child may send before its response that are relayed (notifications and
+/// its own requests together). 1024 covers a minute of progress notifications every 60 ms.
+pub const MAX_RELAYED_MESSAGES: usize = 1024;
+
+/// Most bytes relayed for one call before its response: 16 MiB, or the server's
+/// `max_message_bytes` when that is larger (one message of the largest size always fits).
+pub const MAX_RELAYED_BYTES: usize = 16 * 1024 * 1024;
+
+/// What is left of one call's relay budget. Past it, notifications are dropped and the
+/// child's requests are answered (to the child) with an error; the call goes on, so a
+/// server that talks too much still gets its answer through.
+#[derive(Debug)]
+pub(crate) struct RelayBudget {
+    messages: usize,
+    bytes: usize,
+}
+
+impl RelayBudget {
+    pub(crate) fn new(max_message_bytes: usize) -> Self {
+        Self { messages: MAX_RELAYED_MESSAGES, bytes: MAX_RELAYED_BYTES.max(max_message_bytes) }
+    }
+
+    /// Takes one message of `len` bytes from the budget; `false` (nothing taken) when it
+    /// does not fit.
+    pub(crate) fn take(&mut self, len: usize) -> bool {
+        if self.messages == 0 || len > self.bytes {
+            return false;
+        }
+        self.messages -= 1;
+        self.bytes -= len;
+        true
+    }
+}
+
 /// A message for the client, sent before the response.
 #[derive(Debug)]
 pub enum ServerMessage {
@@ -119,6 +153,22 @@ impl ReplyRouter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_relay_budget_counts_messages_and_bytes() {
+        let mut budget = RelayBudget::new(0);
+        assert!(budget.take(MAX_RELAYED_BYTES - 10));
+        assert!(!budget.take(11), "past the bytes");
+        assert!(budget.take(10));
+        assert!(!budget.take(1));
+        let mut budget = RelayBudget::new(0);
+        for _ in 0..MAX_RELAYED_MESSAGES {
+            assert!(budget.take(1));
+        }
+        assert!(!budget.take(0), "past the count");
+        // A server whose largest message is larger gets a budget that fits one.
+        assert!(RelayBudget::new(MAX_RELAYED_BYTES * 2).take(MAX_RELAYED_BYTES * 2));
+    }
 
     #[test]
     fn gateway_ids_name_their_worker_and_route_back_to_the_child() {

@@ -15,13 +15,15 @@ fn credentials_map_into_templates() {
     assert_eq!(Template::parse("{credentials.token").render(&creds).as_deref(), Some("{credentials.token"));
 }
 
-/// A tiny MCP server in POSIX sh: `initialize`, a two-page `tools/list` (an error with
-/// `MODE=nolist`), and `tools/call` answering with its `TOKEN` and its own pid.
+/// A tiny MCP server in POSIX sh: `initialize` (an error with id null with `MODE=initerr`),
+/// a two-page `tools/list` (an error with `MODE=nolist`), and `tools/call` answering with its
+/// `TOKEN` and its own pid (never, with `TOKEN=hang`).
 const FIXTURE: &str = r#"
 while IFS= read -r line; do
   rest=${line#*\"id\":}; id=${rest%%,*}
   case "$line" in
     *'"method":"initialize"'*)
+      [ "$MODE" = initerr ] && echo '{"jsonrpc":"2.0","id":null,"error":{"code":-32602,"message":"no such capability"}}' && continue
       echo "{\"jsonrpc\":\"2.0\",\"id\":$id,\"result\":{\"protocolVersion\":\"2025-06-18\",\"capabilities\":{\"tools\":{}},\"serverInfo\":{\"name\":\"fx\",\"version\":\"0\"}}}" ;;
     *'"method":"tools/list"'*)
       if [ "$MODE" = nolist ]; then
@@ -31,6 +33,7 @@ while IFS= read -r line; do
         *) echo "{\"jsonrpc\":\"2.0\",\"id\":$id,\"result\":{\"tools\":[{\"name\":\"one\"}],\"nextCursor\":\"p2\"}}" ;;
       esac fi ;;
     *'"method":"tools/call"'*)
+      [ "$TOKEN" = hang ] && continue
       echo "{\"jsonrpc\":\"2.0\",\"id\":$id,\"result\":{\"content\":[{\"type\":\"text\",\"text\":\"token=$TOKEN pid=$$\"}]}}" ;;
   esac
 done
@@ -85,6 +88,16 @@ async fn call(
     token: &str,
     list_tools: bool,
 ) -> Result<Outcome, UpstreamError> {
+    call_for(f, session, token, list_tools, None).await
+}
+
+async fn call_for(
+    f: &Fixture,
+    session: Option<&str>,
+    token: &str,
+    list_tools: bool,
+    principal: Option<&str>,
+) -> Result<Outcome, UpstreamError> {
     let credentials = json!({ "token": token });
     let params = RawValue::from_string(CALL_PARAMS.into()).expect("params");
     f.manager
@@ -97,6 +110,7 @@ async fn call(
             relay: None,
             session,
             list_tools,
+            principal,
         })
         .await
 }
@@ -290,5 +304,63 @@ async fn children_started_without_a_parent_death_signal_work_the_same() {
     let outcome = call(&f, Some("s"), "t", true).await.expect("call");
     assert_eq!(said(&outcome).0, "t");
     assert!(outcome.tools.is_some());
+    no_children_left(&f).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_answer_to_initialize_ends_the_call_at_once_whatever_its_id() {
+    let f = fixture_in_mode("initerr", "", "init_timeout_secs = 30\nwarm_idle_secs = 0");
+    let started = Instant::now();
+    let outcome = call(&f, None, "t", false).await;
+    assert!(
+        matches!(&outcome, Err(UpstreamError::InitRefused(m)) if m.contains("-32602") && m.contains("no such capability")),
+        "{:?}",
+        outcome.err()
+    );
+    assert!(started.elapsed() < Duration::from_secs(10), "not the 30 s init timeout");
+    no_children_left(&f).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_principal_holding_its_share_does_not_keep_others_from_a_slot() {
+    // Two slots, so each principal's share is one.
+    let f = fixture("max_children = 2\nqueue_wait_secs = 0.5", "warm_idle_secs = 0\ncall_timeout_secs = 20");
+    // The hanging call runs beside the rest, and is dropped (given up) at the end of this block.
+    {
+        let hanging = call_for(&f, None, "hang", false, Some("mallory"));
+        tokio::pin!(hanging);
+        let rest = async {
+            let held = || {
+                f.manager.principal_calls() == vec![("mallory".to_string(), 1)]
+                    && f.manager.live_children() == 1
+            };
+            assert!(eventually(Duration::from_secs(5), held).await, "{:?}", f.manager.principal_calls());
+            // Past its share: it waits for its own calls, and gets 503 after the queue wait.
+            let second = call_for(&f, None, "hang", false, Some("mallory")).await;
+            assert!(matches!(second, Err(UpstreamError::Saturated)), "{:?}", second.err());
+            assert_eq!(metric(&f.metrics, r#"switchboard_limits_total{limit="principal_share"}"#), 1.0);
+            // Someone else is served meanwhile, on the other slot.
+            let other = call_for(&f, None, "alice-token", false, Some("alice")).await.expect("served");
+            assert_eq!(said(&other).0, "alice-token");
+        };
+        tokio::select! {
+            outcome = &mut hanging => panic!("the hanging call ended: {:?}", outcome.err()),
+            () = rest => {}
+        }
+    }
+    assert!(
+        eventually(Duration::from_secs(5), || f.manager.principal_calls().is_empty()).await,
+        "no entry left"
+    );
+    no_children_left(&f).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_no_share_limit_one_principal_may_take_every_slot() {
+    let f = fixture("max_children = 2\nmax_children_per_principal = 0", "warm_idle_secs = 0");
+    let (a, b) =
+        tokio::join!(call_for(&f, None, "x", false, Some("p")), call_for(&f, None, "y", false, Some("p")));
+    assert!(a.is_ok() && b.is_ok());
+    assert_eq!(metric(&f.metrics, r#"switchboard_limits_total{limit="principal_share"}"#), 0.0);
     no_children_left(&f).await;
 }

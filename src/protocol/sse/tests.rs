@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use super::{SseDecoder, SseEvent};
+use super::{SseDecoder, SseEvent, SseTooLarge};
 
 fn ev(data: &str) -> SseEvent {
     SseEvent { event: "message".into(), data: data.into() }
@@ -11,8 +11,8 @@ fn check(input: &str, expected: &[SseEvent]) {
     let bytes = input.as_bytes();
     for cut in 0..=bytes.len() {
         let mut parser = SseDecoder::new();
-        let mut got = parser.push(&bytes[..cut]);
-        got.extend(parser.push(&bytes[cut..]));
+        let mut got = parser.push(&bytes[..cut]).unwrap();
+        got.extend(parser.push(&bytes[cut..]).unwrap());
         assert_eq!(got, expected, "split at {cut} of {input:?}");
     }
 }
@@ -45,7 +45,7 @@ fn event_type_is_reported() {
 #[test]
 fn priming_event_sets_id_and_retry_and_has_empty_data() {
     let mut parser = SseDecoder::new();
-    let events = parser.push(b"id: event-1\nretry: 500\ndata: \n\n");
+    let events = parser.push(b"id: event-1\nretry: 500\ndata: \n\n").unwrap();
     assert_eq!(events, vec![ev("")]);
     assert_eq!(parser.last_event_id(), Some("event-1"));
     assert_eq!(parser.retry(), Some(Duration::from_millis(500)));
@@ -54,31 +54,31 @@ fn priming_event_sets_id_and_retry_and_has_empty_data() {
 #[test]
 fn event_without_data_is_not_dispatched_but_id_sticks() {
     let mut parser = SseDecoder::new();
-    assert!(parser.push(b"id: 7\n\n").is_empty());
+    assert!(parser.push(b"id: 7\n\n").unwrap().is_empty());
     assert_eq!(parser.last_event_id(), Some("7"));
 }
 
 #[test]
 fn invalid_retry_is_ignored() {
     let mut parser = SseDecoder::new();
-    parser.push(b"retry: 12a\n\nretry:\n\n");
+    parser.push(b"retry: 12a\n\nretry:\n\n").unwrap();
     assert_eq!(parser.retry(), None);
 }
 
 #[test]
 fn resume_keeps_id_and_retry_but_drops_partial_input() {
     let mut parser = SseDecoder::new();
-    parser.push(b"id: 3\nretry: 10\ndata: {\"partial");
+    parser.push(b"id: 3\nretry: 10\ndata: {\"partial").unwrap();
     let mut resumed = parser.resume();
     assert_eq!(resumed.last_event_id(), Some("3"));
     assert_eq!(resumed.retry(), Some(Duration::from_millis(10)));
-    assert_eq!(resumed.push(b"data: ok\n\n"), vec![ev("ok")]);
+    assert_eq!(resumed.push(b"data: ok\n\n"), Ok(vec![ev("ok")]));
 }
 
 #[test]
 fn id_with_nul_is_ignored() {
     let mut parser = SseDecoder::new();
-    parser.push(b"id: a\0b\ndata: x\n\n");
+    parser.push(b"id: a\0b\ndata: x\n\n").unwrap();
     assert_eq!(parser.last_event_id(), None);
 }
 
@@ -87,7 +87,7 @@ fn events(chunks: &[&[u8]]) -> Vec<SseEvent> {
     let mut decoder = SseDecoder::new();
     let mut out = Vec::new();
     for chunk in chunks {
-        out.extend(decoder.push(chunk));
+        out.extend(decoder.push(chunk).unwrap());
     }
     out.extend(decoder.finish());
     out
@@ -111,6 +111,26 @@ fn every_byte_its_own_chunk_gives_the_same_events() {
 }
 
 #[test]
+fn an_event_past_the_bound_is_an_error_not_growth() {
+    // Events up to the bound pass, whatever the chunks.
+    check("data: 0123456789\n\n", &[ev("0123456789")]);
+    let mut decoder = SseDecoder::with_max(16);
+    assert_eq!(decoder.push(b"data: 0123456789\n\n"), Ok(vec![ev("0123456789")]));
+    // One line without an end, past the bound: an error, and the decoder stays failed.
+    assert_eq!(decoder.push(&[b'x'; 17]), Err(SseTooLarge { max: 16 }));
+    assert_eq!(decoder.push(b"\n\ndata: ok\n\n"), Err(SseTooLarge { max: 16 }));
+    assert_eq!(decoder.finish(), None);
+    // Many short data lines of one event count together.
+    let mut decoder = SseDecoder::with_max(16);
+    assert_eq!(decoder.push(b"data: 0123\ndata: 4567\ndata: 89ab\n"), Err(SseTooLarge { max: 16 }));
+    // A resumed decoder keeps the bound.
+    let resumed = SseDecoder::with_max(16).resume();
+    let mut resumed = resumed;
+    assert!(resumed.push(&[b'y'; 40]).is_err());
+    assert_eq!(SseDecoder::new().resume().push(&[b'z'; 4096]), Ok(vec![]));
+}
+
+#[test]
 fn events_without_data_are_not_dispatched() {
     assert_eq!(events(&[b": ping\n\nevent: x\n\nretry: 10\n\n".as_slice()]), Vec::<SseEvent>::new());
 }
@@ -124,7 +144,7 @@ mod properties {
         let mut decoder = SseDecoder::new();
         let mut out = Vec::new();
         for chunk in chunks {
-            out.extend(decoder.push(chunk));
+            out.extend(decoder.push(chunk).unwrap());
         }
         out.extend(decoder.finish());
         (out, decoder.last_event_id().map(str::to_owned))

@@ -4,10 +4,11 @@
 //!
 //! One file per boundary: `http` (requests completed, refusals at the edge), `cache`
 //! (result and tool-list cache lookups, warm pools), `spawn` (MCP server processes),
-//! `warm` (warm starts keyed by session), `session` (session lifecycle). Store failures are counted at the store boundary.
+//! `warm` (warm starts keyed by session), `session` (session lifecycle), `limits` (bounds reached). Store failures are counted at the store boundary.
 
 mod cache;
 mod http;
+mod limits;
 mod session;
 mod spawn;
 pub mod store;
@@ -15,6 +16,7 @@ mod warm;
 
 pub use cache::{CacheLookup, CacheOp};
 pub use http::{ConnectionEvent, Refusal, RequestCompleted};
+pub use limits::{Limit, LimitHit};
 pub use session::SessionEvent;
 pub use spawn::{SpawnFailed, SpawnReady, Spawned};
 pub use warm::{WarmEvicted, WarmHeld, WarmSpawned, WarmStart};

@@ -34,6 +34,23 @@ async fn oversized_line_is_an_error_not_a_cut() {
     assert_eq!(got, vec![Ok("0123456789".into())]);
 }
 
+#[tokio::test]
+async fn stderr_is_drained_in_bounded_pieces_and_long_lines_are_cut() {
+    use tokio::io::AsyncReadExt as _;
+    // 20 MB without a newline, then two short lines: kept at most MAX_STDERR_LINE of the first.
+    let flood = tokio::io::repeat(b'x').take(20_000_000).chain(&b"\nsecond\nthird"[..]);
+    let summary = drain_stderr(flood, "fx".into(), 2, None).await;
+    assert_eq!(summary, StderrSummary { logged: 2, dropped: 1, truncated: 1 });
+    // Exactly at the limit is not cut; one byte more is.
+    let mut exact = vec![b'y'; MAX_STDERR_LINE];
+    exact.push(b'\n');
+    exact.extend(vec![b'z'; MAX_STDERR_LINE + 1]);
+    let metrics = Arc::new(crate::telemetry::Metrics::new());
+    let summary = drain_stderr(exact.as_slice(), "fx".into(), 10, Some(metrics.clone())).await;
+    assert_eq!(summary, StderrSummary { logged: 2, dropped: 0, truncated: 1 });
+    assert!(metrics.render().contains(r#"switchboard_limits_total{limit="stderr_line"} 1"#));
+}
+
 mod properties {
     use proptest::prelude::*;
 
