@@ -64,6 +64,7 @@ pub struct Metrics {
     /// (see `telemetry::events::store`).
     store_failures: Family<StoreFailureLabels, Counter>,
     refusals: Family<ReasonLabels, Counter>,
+    session_evictions: Family<ReasonLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -97,6 +98,7 @@ impl Metrics {
         let warm_rss = Gauge::default();
         let store_failures = Family::<StoreFailureLabels, Counter>::default();
         let refusals = Family::<ReasonLabels, Counter>::default();
+        let session_evictions = Family::<ReasonLabels, Counter>::default();
         registry.register("http_requests", "HTTP requests by route and status", requests.clone());
         registry.register("http_request_duration_seconds", "HTTP request latency", latency.clone());
         registry.register("mcp_spawns", "MCP server processes spawned", spawns.clone());
@@ -136,7 +138,16 @@ impl Metrics {
             "Session store operations that failed, by operation and error kind",
             store_failures.clone(),
         );
-        registry.register("refusals", "Requests refused at the HTTP edge, by reason", refusals.clone());
+        registry.register(
+            "refusals",
+            "Requests refused at the HTTP edge or by a per-principal limit, by reason",
+            refusals.clone(),
+        );
+        registry.register(
+            "session_evictions",
+            "Sessions ended to make room: principal_quota or lru (embedded store at capacity)",
+            session_evictions.clone(),
+        );
         Self {
             registry,
             requests,
@@ -155,6 +166,7 @@ impl Metrics {
             warm_rss,
             store_failures,
             refusals,
+            session_evictions,
         }
     }
 
@@ -195,6 +207,10 @@ impl Metrics {
 
     pub(crate) fn refused(&self, reason: &'static str) {
         self.refusals.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
+    pub(crate) fn sessions_evicted(&self, reason: &'static str, count: u64) {
+        self.session_evictions.get_or_create(&ReasonLabels { reason }).inc_by(count);
     }
 
     pub(crate) fn session(&self, op: &'static str) {

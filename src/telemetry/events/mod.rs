@@ -15,7 +15,7 @@ mod warm;
 
 pub use cache::{CacheLookup, CacheOp};
 pub use http::{Refusal, RequestCompleted};
-pub use session::SessionEvent;
+pub use session::{SessionEvent, SessionEvicted};
 pub use spawn::{SpawnFailed, SpawnReady, Spawned};
 pub use warm::{WarmEvicted, WarmHeld, WarmSpawned, WarmStart};
 
