@@ -153,9 +153,9 @@ run_gateway() { # server gateway
     switchboard)
       # The demo server is the worker's default, with DEMO_TOKEN mapped from the session's token.
       if [[ $server == demo ]]; then
-        cmd=(env "BENCH_TAG=$TAG" "SWITCHBOARD_LISTEN=127.0.0.1:$port" "$SWITCHBOARD" serve)
+        cmd=(env "BENCH_TAG=$TAG" "SWITCHBOARD_LISTEN=127.0.0.1:$port" "SWITCHBOARD_LIMITS_REQUESTS_PER_SEC=0" "$SWITCHBOARD" serve)
       else
-        cmd=(env "BENCH_TAG=$TAG" "SWITCHBOARD_LISTEN=127.0.0.1:$port" "SWITCHBOARD_MCP_COMMAND=$SERVER_CMD"
+        cmd=(env "BENCH_TAG=$TAG" "SWITCHBOARD_LISTEN=127.0.0.1:$port" "SWITCHBOARD_LIMITS_REQUESTS_PER_SEC=0" "SWITCHBOARD_MCP_COMMAND=$SERVER_CMD"
              "$SWITCHBOARD" serve)
       fi
       url=http://127.0.0.1:$port

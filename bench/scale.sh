@@ -150,6 +150,9 @@ rss_sample() { # LABEL WORKER_IDS...: peak VmRSS of each worker until samplers_s
 read -r REDIS_PORT W1 W2 W3 NGINX_PORT < <(free_ports 5)
 WORKER_PORTS=("" "$W1" "$W2" "$W3")
 SECRET_KEY=$(head -c32 /dev/urandom | base64)
+# One token drives the whole fleet here (and part 3 makes 100,000 sessions with it): the
+# per-principal limits, meant for many clients, are off.
+NO_LIMITS=(SWITCHBOARD_LIMITS_REQUESTS_PER_SEC=0 SWITCHBOARD_LIMITS_SESSIONS_PER_PRINCIPAL=0)
 
 start_redis "$REDIS_PORT" || exit 1
 
@@ -157,12 +160,12 @@ scale_worker() { # I: worker I on WORKER_PORTS[I]; worker 1's command line goes 
     local i=$1 port=${WORKER_PORTS[$1]}
     if [[ $i == 1 ]]; then
         local shown
-        worker_command "$port" "$REDIS_PORT" "$SECRET_KEY" SWITCHBOARD_AUTH_STATIC_TOKENS="$TOKEN"
+        worker_command "$port" "$REDIS_PORT" "$SECRET_KEY" SWITCHBOARD_AUTH_STATIC_TOKENS="$TOKEN" "${NO_LIMITS[@]}"
         shown=$(printf '%q ' "${worker_cmd[@]}")
         shown=${shown//"$SECRET_KEY"/'<base64 of 32 random bytes>'}
         printf '%s  # (run from a copy of it)\n' "${shown//"$SB"/"$SWITCHBOARD"}" >"$OUT/worker_command.txt"
     fi
-    start_worker "worker$i" "$port" "$REDIS_PORT" "$SECRET_KEY" SWITCHBOARD_AUTH_STATIC_TOKENS="$TOKEN"
+    start_worker "worker$i" "$port" "$REDIS_PORT" "$SECRET_KEY" SWITCHBOARD_AUTH_STATIC_TOKENS="$TOKEN" "${NO_LIMITS[@]}"
 }
 WORKER_IDS=()
 for i in $(seq "$MAX_WORKERS"); do

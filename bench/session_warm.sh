@@ -196,7 +196,7 @@ done
 # call-cached on a fresh worker (the demo server), no prior /tools, c=8.
 p=$(port)
 SWITCHBOARD_LISTEN=127.0.0.1:$p SWITCHBOARD_REDIS_URL=redis://127.0.0.1:$REDIS_PORT SWITCHBOARD_SECRET_KEY=$KEY \
-  SWITCHBOARD_AUTH_STATIC_TOKENS=demo SWITCHBOARD_KEY_PREFIX="warm-cached:" RUST_LOG=warn "$BIN" serve > "$OUT/cached-worker.log" 2>&1 &
+  SWITCHBOARD_AUTH_STATIC_TOKENS=demo SWITCHBOARD_LIMITS_REQUESTS_PER_SEC=0 SWITCHBOARD_KEY_PREFIX="warm-cached:" RUST_LOG=warn "$BIN" serve > "$OUT/cached-worker.log" 2>&1 &
 PIDS+=($!); wait_port "$p"
 "$BIN" bench --url "http://127.0.0.1:$p" --scenario call-cached -c 8 -d "${CACHED_SECS}s" --json > "$OUT/call-cached.json"
 CACHED=$("$PYTHON" -c "import json; r=json.load(open('$OUT/call-cached.json')); print(r)" | head -c 600)

@@ -93,6 +93,21 @@ impl Authenticator {
         }
     }
 
+    /// The principal of credentials presented on a request, when it can be told without a
+    /// call out (`static`: a configured token; `none`): a request's rate limit then runs
+    /// alongside its session's load. `None` in `http` mode or for a token not configured.
+    pub fn known_principal(&self, credentials: &serde_json::Value) -> Option<String> {
+        match self.mode {
+            AuthMode::None => Some("anonymous".into()),
+            AuthMode::Static => {
+                let hash = blake3::hash(credentials.get("token")?.as_str()?.as_bytes());
+                let matched = self.token_hashes.iter().fold(false, |acc, h| acc | (*h == hash));
+                matched.then(|| principal_of_token(&hash))
+            }
+            AuthMode::Http => None,
+        }
+    }
+
     async fn verify_http(&self, credentials: &serde_json::Value) -> Result<Verified, AuthError> {
         let Some((client, url)) = &self.http else {
             return Err(AuthError::Unavailable("no auth URL configured".into()));

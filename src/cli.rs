@@ -368,7 +368,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 "EMBEDDED SESSION STORE: no SWITCHBOARD_REDIS_URL, so sessions live in this process only; \
                  they are lost on restart and not shared with other workers. Set SWITCHBOARD_REDIS_URL for production."
             );
-            Arc::new(MemoryStore::new(metrics.clone()))
+            Arc::new(MemoryStore::new(metrics.clone()).with_capacity(config.limits.embedded_max_sessions))
         }
     };
     let state = AppState::new(config, store, metrics, &process_env)?;

@@ -28,6 +28,9 @@ pub const ENV_KEYS: &[&str] = &[
     "SWITCHBOARD_SECRET_KEY",
     "SWITCHBOARD_SECRET_KEYS_OLD",
     "SWITCHBOARD_HTTP_ALLOWED_HOSTS",
+    "SWITCHBOARD_LIMITS_SESSIONS_PER_PRINCIPAL",
+    "SWITCHBOARD_LIMITS_REQUESTS_PER_SEC",
+    "SWITCHBOARD_LIMITS_BURST",
 ];
 
 /// The token accepted by the embedded default when nothing else is configured.
@@ -139,6 +142,50 @@ pub struct Config {
     /// request is answered with an error naming this limit and not run. 16 MiB: one
     /// result of the default `max_message_bytes`, and a bound on a batch's memory.
     pub max_batch_answer_bytes: usize,
+    /// Per-principal quotas and size bounds, shared by the fleet through the store.
+    pub limits: LimitsConfig,
+}
+
+/// What one principal (one token, one user of the credentials service) may hold and do,
+/// counted in the store so every worker enforces the same budget. Defaults are far above
+/// what one client of a small fleet does, and far below what exhausts a worker or Redis.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Most live sessions of one principal (0: no limit). A new session beyond it ends the
+    /// principal's least recently used one, so a client that leaks sessions keeps working and
+    /// a flood only churns its own. 1,000: far more than any client keeps open at once.
+    pub sessions_per_principal: usize,
+    /// Requests per second one principal may make, fleet-wide (a token bucket; 0: no limit).
+    /// Beyond it: 429 with `Retry-After`. 1,000/s: well above what one client drives through a
+    /// small fleet, so only a flood meets it.
+    pub requests_per_sec: u32,
+    /// Requests one principal may make at once above the rate (the bucket's size). 2,000:
+    /// two seconds of the default rate, so bursts of a busy client pass.
+    pub burst: u32,
+    /// Largest `credentials` object of `/init`, serialized (413 beyond it). 16 KiB: room for
+    /// any token and a few extra fields, while every session stays small in the store.
+    pub max_credentials_bytes: usize,
+    /// Largest `client` object of `/init` (or `clientInfo` with `capabilities` of
+    /// `initialize`), serialized (400 beyond it). 16 KiB, for the same reason.
+    pub max_client_bytes: usize,
+    /// Most sessions the embedded store holds; beyond it the least recently used session of
+    /// any principal is ended (with Redis, Redis's own `maxmemory` decides). 100,000 sessions
+    /// of a few KB each fit in a few hundred MB.
+    pub embedded_max_sessions: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            sessions_per_principal: 1000,
+            requests_per_sec: 1000,
+            burst: 2000,
+            max_credentials_bytes: 16 * 1024,
+            max_client_bytes: 16 * 1024,
+            embedded_max_sessions: 100_000,
+        }
+    }
 }
 
 /// Credential validation settings.
@@ -289,6 +336,7 @@ impl Default for Config {
             max_children_per_principal: None,
             max_batch_items: 64,
             max_batch_answer_bytes: 16 * 1024 * 1024,
+            limits: LimitsConfig::default(),
         }
     }
 }
@@ -433,6 +481,15 @@ impl Config {
         if let Some(v) = get("SWITCHBOARD_HTTP_ALLOWED_HOSTS") {
             self.http.allowed_hosts = split_list(&v);
         }
+        if let Some(v) = get("SWITCHBOARD_LIMITS_SESSIONS_PER_PRINCIPAL") {
+            self.limits.sessions_per_principal = parse("SWITCHBOARD_LIMITS_SESSIONS_PER_PRINCIPAL", &v)?;
+        }
+        if let Some(v) = get("SWITCHBOARD_LIMITS_REQUESTS_PER_SEC") {
+            self.limits.requests_per_sec = parse("SWITCHBOARD_LIMITS_REQUESTS_PER_SEC", &v)?;
+        }
+        if let Some(v) = get("SWITCHBOARD_LIMITS_BURST") {
+            self.limits.burst = parse("SWITCHBOARD_LIMITS_BURST", &v)?;
+        }
         Ok(())
     }
 
@@ -490,6 +547,12 @@ impl Config {
         }
         if self.max_batch_items == 0 || self.max_batch_answer_bytes == 0 {
             invalid("max_batch_items and max_batch_answer_bytes must be at least 1".into());
+        }
+        if self.limits.requests_per_sec > 0 && self.limits.burst == 0 {
+            invalid("limits.burst must be at least 1 when limits.requests_per_sec is set".into());
+        }
+        if self.limits.embedded_max_sessions == 0 {
+            invalid("limits.embedded_max_sessions must be at least 1".into());
         }
         if self.key_prefix.contains(['{', '}']) {
             invalid("key_prefix must not contain `{` or `}` (they form Redis hash tags)".into());

@@ -142,7 +142,7 @@ impl Run<'_> {
             CacheLookup(CacheOp::Bypass).emit(&gateway.metrics);
             let record = match self.bound {
                 Some(bound) => Cow::Borrowed(&bound.record),
-                None => Cow::Owned(gateway.load_session(self.id).await?),
+                None => Cow::Owned(gateway.open_session(self.id).await?),
             };
             let outcome = self.run(&record, false).await?;
             return Ok((self.present(outcome.result.get(), false), false));
@@ -207,6 +207,10 @@ impl Run<'_> {
         let loaded =
             gateway.store.load_with_cache(self.id, now_ms(), gateway.config.idle_ttl(), field).await?;
         let (record, cached) = loaded.ok_or(GatewayError::SessionNotFound)?;
+        if self.bound.is_none() {
+            // `/call-tool` names only the session: its principal is known now.
+            gateway.check_rate(&record).await?;
+        }
         Ok((Cow::Owned(record), cached))
     }
 

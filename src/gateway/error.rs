@@ -30,6 +30,19 @@ pub enum GatewayError {
     /// A merge patch would grow the session's state past `max_state_bytes`.
     #[error("the session state would exceed {0} bytes")]
     StateTooLarge(usize),
+    /// The `credentials` object is larger than `limits.max_credentials_bytes`.
+    #[error("credentials exceed the limit of {0} bytes (limits.max_credentials_bytes)")]
+    CredentialsTooLarge(usize),
+    /// The `client` object is larger than `limits.max_client_bytes`.
+    #[error("the client object exceeds the limit of {0} bytes (limits.max_client_bytes)")]
+    ClientTooLarge(usize),
+    /// The principal is at its session quota and no session of its own could be ended to
+    /// make room (concurrent creations kept taking it): retry.
+    #[error("too many sessions of these credentials are being created at once (limit {0}); retry")]
+    SessionQuota(usize),
+    /// The principal made more requests than `limits.requests_per_sec` allows.
+    #[error("too many requests for these credentials; retry in {0} s")]
+    RateLimited(u32),
     /// Every compare-and-set attempt lost to another writer: retry.
     #[error("too many concurrent writers to this session; retry")]
     Contention,
@@ -66,6 +79,10 @@ impl GatewayError {
             Self::ToolDenied(_) => "tool_denied",
             Self::StateTooLarge(_) => "state_too_large",
             Self::Contention => "contention",
+            Self::CredentialsTooLarge(_) => "credentials_too_large",
+            Self::ClientTooLarge(_) => "client_too_large",
+            Self::SessionQuota(_) => "session_quota",
+            Self::RateLimited(_) => "rate_limited",
             Self::RngUnavailable => "rng_unavailable",
             Self::SealFailed(_) => "seal_failed",
             Self::CredentialsUnreadable(_) => "credentials_unreadable",

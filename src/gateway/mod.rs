@@ -24,6 +24,7 @@ use crate::upstream::{McpManager, ReplyRouter};
 mod calls;
 mod catalog;
 mod error;
+mod limits;
 mod mcp;
 mod sessions;
 

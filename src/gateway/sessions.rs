@@ -66,6 +66,14 @@ impl Gateway {
         SessionId::parse(raw.trim()).ok_or(GatewayError::SessionNotFound)
     }
 
+    /// Loads a session for a request that presented only its id: its principal's request
+    /// rate is taken once the record names the principal.
+    pub async fn open_session(&self, id: &SessionId) -> Result<SessionRecord, GatewayError> {
+        let record = self.load_session(id).await?;
+        self.check_rate(&record).await?;
+        Ok(record)
+    }
+
     /// Loads a session, resetting its idle TTL.
     pub async fn load_session(&self, id: &SessionId) -> Result<SessionRecord, GatewayError> {
         match self.store.load(id, now_ms(), self.config.idle_ttl()).await? {
@@ -84,7 +92,9 @@ impl Gateway {
         client: Value,
         protocol_version: Option<String>,
     ) -> Result<SessionId, GatewayError> {
+        self.check_sizes(credentials, &client)?;
         let verified = self.auth.verify(credentials).await?;
+        self.check_rate_of(Some(&verified.principal)).await?;
         let id = SessionId::generate().map_err(|_| GatewayError::RngUnavailable)?;
         let sealed = self
             .sealer
@@ -104,7 +114,7 @@ impl Gateway {
             state_rev: 0,
             log_level: None,
         };
-        self.store.create(&id, &record, self.config.idle_ttl()).await?;
+        self.admit(&id, &record).await?;
         SessionEvent::Created.emit(&self.metrics);
         tracing::debug!(session = ?id, principal = %record.principal, "session created");
         Ok(id)
@@ -142,23 +152,34 @@ impl Gateway {
             }
             _ => None,
         };
-        let (record, prefetched) = match field {
-            Some(field) => {
-                let loaded =
-                    self.store.load_with_cache(&id, now_ms(), self.config.idle_ttl(), &field).await?;
-                let Some((record, entry)) = loaded else {
-                    SessionEvent::NotFound.emit(&self.metrics);
-                    return Err(GatewayError::SessionNotFound);
-                };
-                (record, Some(Prefetched { field, entry }))
-            }
-            None => (self.load_session(&id).await?, None),
-        };
+        // The principal's rate is taken alongside the load when the credentials name it.
+        let known = self.auth.known_principal(presented);
+        let (loaded, rate) = tokio::join!(self.load_for(&id, field), self.check_rate_of(known.as_deref()));
+        rate?;
+        let (record, prefetched) = loaded?;
         let credentials = self.credentials(&id, &record)?;
         if !same_token(&credentials, presented) {
             return Err(GatewayError::SessionNotFound);
         }
+        if known.is_none() {
+            self.check_rate(&record).await?;
+        }
         Ok(Bound { id, record, credentials, prefetched })
+    }
+
+    /// The session, and the cache entry `field` when there is one to read with it.
+    async fn load_for(
+        &self,
+        id: &SessionId,
+        field: Option<String>,
+    ) -> Result<(SessionRecord, Option<Prefetched>), GatewayError> {
+        let Some(field) = field else { return Ok((self.load_session(id).await?, None)) };
+        let loaded = self.store.load_with_cache(id, now_ms(), self.config.idle_ttl(), &field).await?;
+        let Some((record, entry)) = loaded else {
+            SessionEvent::NotFound.emit(&self.metrics);
+            return Err(GatewayError::SessionNotFound);
+        };
+        Ok((record, Some(Prefetched { field, entry })))
     }
 
     /// What a client may see of a session.
@@ -176,6 +197,9 @@ impl Gateway {
         let patch = Value::Object(patch);
         for attempt in 0..MAX_CAS_ATTEMPTS {
             let mut record = self.load_session(id).await?;
+            if attempt == 0 {
+                self.check_rate(&record).await?;
+            }
             merge_patch(&mut record.state, &patch);
             let text = record.state.to_string();
             if text.len() > self.config.max_state_bytes {

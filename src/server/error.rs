@@ -74,8 +74,13 @@ impl From<GatewayError> for ApiError {
     fn from(e: GatewayError) -> Self {
         let code = e.code();
         let status = match &e {
-            GatewayError::BadRequest(_) | GatewayError::MissingSessionId => StatusCode::BAD_REQUEST,
-            GatewayError::BodyTooLarge(_) | GatewayError::StateTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::BadRequest(_)
+            | GatewayError::MissingSessionId
+            | GatewayError::ClientTooLarge(_) => StatusCode::BAD_REQUEST,
+            GatewayError::BodyTooLarge(_)
+            | GatewayError::StateTooLarge(_)
+            | GatewayError::CredentialsTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::SessionQuota(_) | GatewayError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             GatewayError::SessionNotFound | GatewayError::UnknownTool(_) => StatusCode::NOT_FOUND,
             GatewayError::ToolDenied(_) => StatusCode::FORBIDDEN,
             GatewayError::Contention | GatewayError::RngUnavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -85,7 +90,11 @@ impl From<GatewayError> for ApiError {
             GatewayError::Store(e) => return store_error(e, code),
             GatewayError::Upstream(e) => return upstream_error(e, code),
         };
-        let retry_after = matches!(e, GatewayError::Contention).then_some(RETRY_AFTER_SECS);
+        let retry_after = match e {
+            GatewayError::Contention | GatewayError::SessionQuota(_) => Some(RETRY_AFTER_SECS),
+            GatewayError::RateLimited(secs) => Some(secs.max(1)),
+            _ => None,
+        };
         Self { retry_after, ..Self::new(status, code, e.to_string()) }
     }
 }

@@ -95,7 +95,7 @@ pub(super) async fn call_tool(State(state): State<AppState>, headers: HeaderMap,
 
 pub(super) async fn tools(State(state): State<AppState>, headers: HeaderMap) -> Answer {
     let id = session_id(&headers, None)?;
-    let record = state.load_session(&id).await?;
+    let record = state.open_session(&id).await?;
     let credentials = state.credentials(&id, &record)?;
     let tools = state.all_tools(&credentials, None).await?;
     Ok(json(StatusCode::OK, serde_json::json!({ "tools": tools }).to_string()))
@@ -103,7 +103,7 @@ pub(super) async fn tools(State(state): State<AppState>, headers: HeaderMap) -> 
 
 pub(super) async fn get_session(State(state): State<AppState>, headers: HeaderMap) -> Answer {
     let id = session_id(&headers, None)?;
-    let record = state.load_session(&id).await?;
+    let record = state.open_session(&id).await?;
     Ok(json(StatusCode::OK, state.view(&id, &record).to_json()))
 }
 

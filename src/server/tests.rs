@@ -380,6 +380,18 @@ impl SessionStore for DownStore {
     async fn create(&self, _: &SessionId, _: &SessionRecord, _: Duration) -> Result<(), StoreError> {
         Err(down())
     }
+    async fn admit(
+        &self,
+        _: &SessionId,
+        _: &SessionRecord,
+        _: Duration,
+        _: usize,
+    ) -> Result<Option<crate::store::Admitted>, StoreError> {
+        Err(down())
+    }
+    async fn take_token(&self, _: &str, _: u64, _: u32, _: u32) -> Result<crate::store::Rate, StoreError> {
+        Err(down())
+    }
     async fn load(&self, _: &SessionId, _: u64, _: Duration) -> Result<Option<SessionRecord>, StoreError> {
         Err(down())
     }
@@ -819,4 +831,108 @@ fn with(session: Option<&str>, name: &'static str, value: &str) -> Request<Body>
     let mut request = mcp_post(session, &rpc("tools/list", json!({})));
     request.headers_mut().insert(name, value.parse().unwrap());
     request
+}
+
+/// A worker with the demo server and these limits changed.
+fn limited(change: impl FnOnce(&mut crate::config::LimitsConfig)) -> Worker {
+    let mut config = config(vec![("default", demo_server(None))]);
+    change(&mut config.limits);
+    Worker::new(config)
+}
+
+/// `switchboard_refusals_total{reason}` of the worker.
+async fn refusals(worker: &Worker, reason: &str) -> u64 {
+    let metrics = worker.json("GET", "/metrics", None, Value::Null).await.text;
+    let sample = format!("switchboard_refusals_total{{reason=\"{reason}\"}} ");
+    metrics.lines().find_map(|l| l.strip_prefix(sample.as_str())?.trim().parse().ok()).unwrap_or(0)
+}
+
+#[tokio::test]
+async fn credentials_and_client_over_their_limits_are_refused_naming_the_limit() {
+    let worker = limited(|l| {
+        l.max_credentials_bytes = 100;
+        l.max_client_bytes = 50;
+    });
+    let big = "x".repeat(200);
+    let answer =
+        worker.json("POST", "/init", None, json!({"credentials": {"token": "demo", "extra": big}})).await;
+    answer.is_error(StatusCode::PAYLOAD_TOO_LARGE, "credentials_too_large");
+    assert!(answer.text.contains("100 bytes"), "names the limit: {}", answer.text);
+    let answer = worker
+        .json("POST", "/init", None, json!({"credentials": {"token": "demo"}, "client": {"name": big}}))
+        .await;
+    answer.is_error(StatusCode::BAD_REQUEST, "client_too_large");
+    assert!(answer.text.contains("50 bytes"), "names the limit: {}", answer.text);
+    // On /mcp, what `initialize` keeps of the client is bounded the same way.
+    let params = json!({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": big}});
+    let answer = worker.send(mcp_post(None, &rpc("initialize", params))).await;
+    assert_eq!(
+        (answer.status, answer.json["error"]["code"].as_i64()),
+        (StatusCode::BAD_REQUEST, Some(-32000))
+    );
+    assert!(answer.text.contains("limits.max_client_bytes"), "{}", answer.text);
+    // Within the limits all is as before.
+    worker.init().await;
+    assert_eq!(refusals(&worker, "credentials_too_large").await, 1);
+    assert_eq!(refusals(&worker, "client_too_large").await, 2);
+    worker.finish().await;
+}
+
+#[tokio::test]
+async fn a_principal_over_its_rate_gets_429_with_retry_after_and_others_do_not() {
+    let mut config = config(vec![("default", demo_server(None))]);
+    config.auth.static_tokens = vec!["demo".into(), "other".into()];
+    // One request a second after a burst of three: a quick run of requests meets the limit.
+    config.limits.requests_per_sec = 1;
+    config.limits.burst = 3;
+    let worker = Worker::new(config);
+    let id = worker.init().await;
+    let mut refused = None;
+    for _ in 0..50 {
+        let answer = worker.json("GET", "/session", Some(&id), Value::Null).await;
+        if answer.status != StatusCode::OK {
+            refused = Some(answer);
+            break;
+        }
+    }
+    let refused = refused.expect("a run of 50 requests meets a rate of 1/s with a burst of 3");
+    refused.is_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    assert_eq!(refused.retry_after(), Some("1"));
+    let refused = worker.call(&id, json!({"tool": "echo", "arguments": {"text": "x"}})).await;
+    refused.is_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    let refused = worker.json("POST", "/init", None, json!({"credentials": {"token": "demo"}})).await;
+    refused.is_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    // On /mcp: the same status and Retry-After, as a JSON-RPC error.
+    let refused = worker.send(mcp_post(Some(&id), &rpc("tools/list", json!({})))).await;
+    assert_eq!(
+        (refused.status, refused.json["error"]["code"].as_i64()),
+        (StatusCode::TOO_MANY_REQUESTS, Some(-32000))
+    );
+    assert!(refused.retry_after().is_some(), "{:?}", refused.headers);
+    // Another principal has its own bucket.
+    let other = worker.json("POST", "/init", None, json!({"credentials": {"token": "other"}})).await;
+    assert_eq!(other.status, StatusCode::OK, "{}", other.text);
+    assert_eq!(refusals(&worker, "rate_limited").await, 4);
+    worker.finish().await;
+}
+
+#[tokio::test]
+async fn a_principal_at_its_session_quota_keeps_working_and_its_idlest_session_makes_room() {
+    let worker = limited(|l| l.sessions_per_principal = 2);
+    let first = worker.init().await;
+    let second = worker.init().await;
+    // The first is used again: the second is now the least recently used.
+    assert_eq!(worker.json("GET", "/session", Some(&first), Value::Null).await.status, StatusCode::OK);
+    let third = worker.init().await;
+    let gone = worker.json("GET", "/session", Some(&second), Value::Null).await;
+    gone.is_error(StatusCode::NOT_FOUND, "session_not_found");
+    for id in [&first, &third] {
+        assert_eq!(worker.json("GET", "/session", Some(id), Value::Null).await.status, StatusCode::OK);
+    }
+    let metrics = worker.json("GET", "/metrics", None, Value::Null).await.text;
+    assert!(
+        metrics.contains(r#"switchboard_session_evictions_total{reason="principal_quota"} 1"#),
+        "{metrics}"
+    );
+    worker.finish().await;
 }

@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use super::{ACTIVITY_LOG_LEN, CasOutcome, SessionStore, StoreError};
+use super::{ACTIVITY_LOG_LEN, CasOutcome, Rate, SessionStore, StoreError};
 use crate::session::{SCHEMA_VERSION, SessionId, SessionRecord};
 use crate::telemetry::Metrics;
 
@@ -94,6 +94,10 @@ macro_rules! store_contract {
             published_messages_reach_the_subscribers_of_their_channels_only,
             publishing_with_a_closed_subscriber_still_succeeds,
             the_store_answers_a_ping_and_describes_itself,
+            a_principal_at_its_quota_loses_its_least_recently_used_session_to_a_new_one,
+            ended_sessions_free_their_place_in_the_quota,
+            a_quota_of_zero_admits_any_number,
+            the_request_bucket_allows_a_burst_then_refills_at_the_rate,
         );
     };
     (@each $harness:expr; $($check:ident),* $(,)?) => {
@@ -487,4 +491,97 @@ pub async fn publishing_with_a_closed_subscriber_still_succeeds(h: &dyn Harness)
 pub async fn the_store_answers_a_ping_and_describes_itself(h: &dyn Harness) {
     h.store().ping().await.expect("ping");
     assert!(!h.store().describe().is_empty());
+}
+
+/// A record of `principal`, created at `NOW`.
+fn record_of(principal: &str) -> SessionRecord {
+    SessionRecord { principal: principal.into(), ..record() }
+}
+
+/// Admits a new session of `principal` within `quota`; returns its id and the ids evicted.
+async fn admitted(h: &dyn Harness, principal: &str, quota: usize) -> (SessionId, Vec<SessionId>) {
+    let id = new_id();
+    let admitted = h.store().admit(&id, &record_of(principal), TTL, quota).await.expect("admit");
+    let admitted = admitted.expect("room was made");
+    assert_eq!(admitted.lru_evicted, 0, "no store is at capacity here");
+    (id, admitted.evicted)
+}
+
+async fn exists(h: &dyn Harness, id: &SessionId) -> bool {
+    h.expires_in(Expiring::Session(id)).await.is_some()
+}
+
+pub async fn a_principal_at_its_quota_loses_its_least_recently_used_session_to_a_new_one(h: &dyn Harness) {
+    let (first, _) = admitted(h, "alice", 3).await;
+    let (second, _) = admitted(h, "alice", 3).await;
+    let (third, _) = admitted(h, "alice", 3).await;
+    let (bob, _) = admitted(h, "bob", 3).await;
+    // The first and the third are used after the second: the second is the idlest.
+    h.advance(Duration::from_secs(1)).await;
+    h.store().load(&first, NOW + 1_000, TTL).await.expect("load");
+    h.advance(Duration::from_secs(1)).await;
+    h.store().load(&third, NOW + 2_000, TTL).await.expect("load");
+    let (fourth, evicted) = admitted(h, "alice", 3).await;
+    assert_eq!(evicted, vec![second.clone()]);
+    assert!(!exists(h, &second).await, "the evicted session is gone");
+    for id in [&first, &third, &fourth, &bob] {
+        assert!(exists(h, id).await, "{id:?} was kept");
+    }
+    // Again: now the first is the idlest of alice's (the fourth was created after it was used).
+    h.advance(Duration::from_secs(1)).await;
+    h.store().load(&fourth, NOW + 3_000, TTL).await.expect("load");
+    h.store().load(&third, NOW + 3_000, TTL).await.expect("load");
+    let (_, evicted) = admitted(h, "alice", 3).await;
+    assert_eq!(evicted, vec![first]);
+    assert!(exists(h, &bob).await, "another principal's session is never evicted");
+    assert_eq!(all_failures(h), 0);
+}
+
+pub async fn ended_sessions_free_their_place_in_the_quota(h: &dyn Harness) {
+    let (a, _) = admitted(h, "alice", 2).await;
+    let (b, _) = admitted(h, "alice", 2).await;
+    assert!(h.store().delete(&a).await.expect("delete"));
+    let (c, evicted) = admitted(h, "alice", 2).await;
+    assert!(evicted.is_empty(), "a deleted session frees its place: {evicted:?}");
+    assert!(exists(h, &b).await && exists(h, &c).await);
+    h.advance(TTL + Duration::from_secs(1)).await;
+    let (d, evicted) = admitted(h, "alice", 2).await;
+    assert!(evicted.is_empty(), "expired sessions free their places: {evicted:?}");
+    let (_, evicted) = admitted(h, "alice", 2).await;
+    assert!(evicted.is_empty(), "{evicted:?}");
+    assert!(exists(h, &d).await);
+}
+
+pub async fn a_quota_of_zero_admits_any_number(h: &dyn Harness) {
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let (id, evicted) = admitted(h, "alice", 0).await;
+        assert!(evicted.is_empty());
+        ids.push(id);
+    }
+    for id in &ids {
+        assert!(exists(h, id).await);
+    }
+}
+
+pub async fn the_request_bucket_allows_a_burst_then_refills_at_the_rate(h: &dyn Harness) {
+    let take = |principal: &'static str, at: u64| async move {
+        h.store().take_token(principal, NOW + at, 10, 3).await.expect("take_token")
+    };
+    for _ in 0..3 {
+        assert_eq!(take("alice", 0).await, Rate::Allowed, "the burst passes");
+    }
+    assert_eq!(take("alice", 0).await, Rate::Limited(Duration::from_millis(100)), "10/s: a token in 100 ms");
+    assert_eq!(take("bob", 0).await, Rate::Allowed, "buckets are per principal");
+    assert_eq!(take("alice", 50).await, Rate::Limited(Duration::from_millis(50)));
+    assert_eq!(take("alice", 100).await, Rate::Allowed, "refilled at the rate");
+    assert_eq!(take("alice", 100).await, Rate::Limited(Duration::from_millis(100)));
+    // A long pause refills the bucket to the burst, never beyond.
+    for _ in 0..3 {
+        assert_eq!(take("alice", 60_000).await, Rate::Allowed);
+    }
+    assert!(matches!(take("alice", 60_000).await, Rate::Limited(_)));
+    // A worker whose clock is behind refills nothing and takes nothing it does not have.
+    assert!(matches!(take("alice", 59_000).await, Rate::Limited(_)));
+    assert_eq!(all_failures(h), 0);
 }

@@ -1,23 +1,29 @@
 //! The embedded in-process store: the same semantics as Redis for one process,
 //! so `switchboard serve` works with nothing else running. Expiry is checked on
-//! access (no background thread); the map is bounded and swept when it grows.
+//! access (no background thread); the map is bounded and swept when it grows, and
+//! at capacity the least recently used sessions make room (never a lock-out).
 //! Time comes from an injected [`Clock`], so tests let it pass without sleeping.
 
 use std::collections::hash_map::Entry;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 
-use super::{CasOutcome, Failures, SessionStore, StoreError};
+use super::{Admitted, CasOutcome, Failures, Rate, SessionStore, StoreError, token_bucket};
 use crate::session::{SessionId, SessionRecord};
 use crate::telemetry::Metrics;
 use crate::telemetry::events::store::{StoreErrorKind, StoreOp};
 
-/// Most sessions the embedded store holds; beyond it creation fails with [`StoreError::Full`].
+/// Most sessions the embedded store holds by default; beyond it the least recently used
+/// make room (see [`MemoryStore::with_capacity`]).
 pub(super) const MAX_SESSIONS: usize = 100_000;
+
+/// Most request buckets kept; beyond it the full (idle) ones are dropped, being the same
+/// as none.
+const MAX_BUCKETS: usize = 100_000;
 
 /// Where the embedded store reads the time that expiries are measured on.
 pub trait Clock: Send + Sync + 'static {
@@ -52,26 +58,111 @@ struct Inner {
     /// Shared values (tool lists) and when each expires.
     shared: HashMap<String, (String, Instant)>,
     subscribers: Vec<Subscriber>,
+    /// The sessions of each principal that were admitted against its quota; kept in step
+    /// with `sessions` by [`Inner::drop_session`].
+    by_principal: HashMap<String, HashSet<String>>,
+    /// Request buckets per principal: tokens left and the last refill, Unix ms.
+    buckets: HashMap<String, (f64, u64)>,
 }
 
 impl Inner {
     /// The session `id` if it has not expired; an expired one is dropped with its cache and log.
     fn session(&mut self, id: &str, now: Instant) -> Option<&mut (SessionRecord, Instant)> {
         if self.sessions.get(id).is_some_and(|(_, exp)| *exp <= now) {
-            self.sessions.remove(id);
-            self.caches.remove(id);
-            self.logs.remove(id);
+            self.drop_session(id);
         }
         self.sessions.get_mut(id)
     }
 
+    /// Ends a session with its cache, log and place in its principal's index.
+    fn drop_session(&mut self, id: &str) {
+        let Some((record, _)) = self.sessions.remove(id) else { return };
+        self.caches.remove(id);
+        self.logs.remove(id);
+        if let Some(ids) = self.by_principal.get_mut(&record.principal) {
+            ids.remove(id);
+            if ids.is_empty() {
+                self.by_principal.remove(&record.principal);
+            }
+        }
+    }
+
     /// Drops every expired session (with its cache and log) and shared value.
     fn sweep(&mut self, now: Instant) {
-        self.sessions.retain(|_, (_, exp)| *exp > now);
-        let Inner { sessions, caches, logs, .. } = self;
-        caches.retain(|id, _| sessions.contains_key(id));
-        logs.retain(|id, _| sessions.contains_key(id));
+        let expired: Vec<String> =
+            self.sessions.iter().filter(|(_, (_, exp))| *exp <= now).map(|(id, _)| id.clone()).collect();
+        for id in expired {
+            self.drop_session(&id);
+        }
         self.shared.retain(|_, (_, exp)| *exp > now);
+    }
+
+    /// Ends the least recently used sessions of any principal (1% of `capacity`, at least
+    /// one), so a full store makes room in batches rather than on every creation.
+    fn evict_lru(&mut self, capacity: usize) -> usize {
+        let batch = (capacity / 100).max(1).min(self.sessions.len());
+        if batch == 0 {
+            return 0;
+        }
+        // The expiry is the last touch plus the one idle TTL: the oldest touch expires first.
+        let mut by_age: Vec<(Instant, String)> =
+            self.sessions.iter().map(|(id, (_, exp))| (*exp, id.clone())).collect();
+        by_age.select_nth_unstable_by_key(batch - 1, |(exp, _)| *exp);
+        by_age.truncate(batch);
+        for (_, id) in by_age {
+            self.drop_session(&id);
+        }
+        batch
+    }
+
+    /// Ends the least recently used sessions of `principal` (by their last-seen time, as on
+    /// Redis) until it holds fewer than `quota`.
+    fn make_room_for(&mut self, principal: &str, quota: usize, now: Instant) -> Vec<SessionId> {
+        if self.by_principal.get(principal).is_none_or(|ids| ids.len() < quota) {
+            return Vec::new();
+        }
+        let ids: Vec<String> = self.by_principal.get(principal).into_iter().flatten().cloned().collect();
+        let mut live: Vec<(u64, String)> = ids
+            .into_iter()
+            .filter_map(|id| self.session(&id, now).map(|(record, _)| record.last_seen_ms).map(|at| (at, id)))
+            .collect();
+        live.sort();
+        let excess = (live.len() + 1).saturating_sub(quota);
+        let mut evicted = Vec::with_capacity(excess);
+        for (_, id) in live.into_iter().take(excess) {
+            self.drop_session(&id);
+            evicted.extend(SessionId::parse(&id));
+        }
+        evicted
+    }
+
+    /// Creates a session (over `quota` its principal's least recently used ones go first;
+    /// over `capacity` anyone's); `None` if the id is taken.
+    fn admit(
+        &mut self,
+        id: &SessionId,
+        record: &SessionRecord,
+        expires: Instant,
+        quota: usize,
+        capacity: usize,
+        now: Instant,
+    ) -> Option<Admitted> {
+        if self.session(id.as_str(), now).is_some() {
+            return None;
+        }
+        let mut admitted = Admitted::default();
+        if quota > 0 {
+            admitted.evicted = self.make_room_for(&record.principal, quota, now);
+        }
+        if self.sessions.len() >= capacity {
+            self.sweep(now);
+            if self.sessions.len() >= capacity {
+                admitted.lru_evicted = self.evict_lru(capacity);
+            }
+        }
+        self.sessions.insert(id.to_string(), (record.clone(), expires));
+        self.by_principal.entry(record.principal.clone()).or_default().insert(id.to_string());
+        Some(admitted)
     }
 }
 
@@ -80,6 +171,8 @@ pub struct MemoryStore {
     inner: Mutex<Inner>,
     clock: Arc<dyn Clock>,
     failures: Failures,
+    /// Most sessions held; beyond it the least recently used make room.
+    capacity: usize,
 }
 
 impl MemoryStore {
@@ -90,7 +183,14 @@ impl MemoryStore {
 
     /// A store whose expiries are measured on `clock`.
     pub fn with_clock(metrics: Arc<Metrics>, clock: Arc<dyn Clock>) -> Self {
-        Self { inner: Mutex::default(), clock, failures: Failures { metrics } }
+        Self { inner: Mutex::default(), clock, failures: Failures { metrics }, capacity: MAX_SESSIONS }
+    }
+
+    /// The same store holding at most `capacity` sessions (at least one).
+    #[must_use]
+    pub fn with_capacity(mut self, capacity: usize) -> Self {
+        self.capacity = capacity.max(1);
+        self
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut Inner, Instant) -> T) -> T {
@@ -125,6 +225,12 @@ impl MemoryStore {
         })
     }
 
+    /// Request buckets held.
+    #[cfg(test)]
+    pub(super) fn buckets(&self) -> usize {
+        self.with(|inner, _| inner.buckets.len())
+    }
+
     /// Whether the session has a result cache, and an activity log.
     #[cfg(test)]
     pub(super) fn has_cache_and_log(&self, id: &SessionId) -> (bool, bool) {
@@ -148,23 +254,47 @@ impl MemoryStore {
 #[async_trait]
 impl SessionStore for MemoryStore {
     async fn create(&self, id: &SessionId, record: &SessionRecord, ttl: Duration) -> Result<(), StoreError> {
-        let refused = self.with(|inner, now| {
-            if inner.session(id.as_str(), now).is_some() {
-                return Some((StoreErrorKind::Corrupt, StoreError::Corrupt("session id collision".into())));
+        self.admit(id, record, ttl, 0).await.map(|_| ())
+    }
+
+    async fn admit(
+        &self,
+        id: &SessionId,
+        record: &SessionRecord,
+        ttl: Duration,
+        quota: usize,
+    ) -> Result<Option<Admitted>, StoreError> {
+        let capacity = self.capacity;
+        match self.with(|inner, now| inner.admit(id, record, now + ttl, quota, capacity, now)) {
+            Some(admitted) => Ok(Some(admitted)),
+            None => {
+                let error = StoreError::Corrupt("session id collision".into());
+                Err(self.failures.report(StoreOp::Create, Some(id), StoreErrorKind::Corrupt, error))
             }
-            if inner.sessions.len() >= MAX_SESSIONS {
-                inner.sweep(now);
-                if inner.sessions.len() >= MAX_SESSIONS {
-                    return Some((StoreErrorKind::Full, StoreError::Full));
+        }
+    }
+
+    async fn take_token(
+        &self,
+        principal: &str,
+        now_ms: u64,
+        per_sec: u32,
+        burst: u32,
+    ) -> Result<Rate, StoreError> {
+        Ok(self.with(|inner, _| {
+            if inner.buckets.len() >= MAX_BUCKETS && !inner.buckets.contains_key(principal) {
+                // A bucket refilled to the brim is the same as no bucket.
+                let refill_ms = u64::from(burst) * 1000 / u64::from(per_sec.max(1));
+                inner.buckets.retain(|_, (_, at)| now_ms.saturating_sub(*at) < refill_ms);
+                if inner.buckets.len() >= MAX_BUCKETS {
+                    inner.buckets.clear();
                 }
             }
-            inner.sessions.insert(id.to_string(), (record.clone(), now + ttl));
-            None
-        });
-        match refused {
-            Some((kind, error)) => Err(self.failures.report(StoreOp::Create, Some(id), kind, error)),
-            None => Ok(()),
-        }
+            let bucket = inner.buckets.get(principal).copied();
+            let (bucket, wait_ms) = token_bucket(bucket, now_ms, per_sec, burst);
+            inner.buckets.insert(principal.to_string(), bucket);
+            if wait_ms == 0 { Rate::Allowed } else { Rate::Limited(Duration::from_millis(wait_ms)) }
+        }))
     }
 
     async fn load(
@@ -319,9 +449,7 @@ impl SessionStore for MemoryStore {
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
         Ok(self.with(|inner, now| {
             let existed = inner.session(id.as_str(), now).is_some();
-            inner.sessions.remove(id.as_str());
-            inner.caches.remove(id.as_str());
-            inner.logs.remove(id.as_str());
+            inner.drop_session(id.as_str());
             existed
         }))
     }

@@ -67,11 +67,53 @@ pub enum CasOutcome {
     Missing,
 }
 
+/// What [`SessionStore::admit`] did besides creating the session.
+#[derive(Debug, Default)]
+pub struct Admitted {
+    /// Sessions of the same principal ended to stay within its quota (its least recently used).
+    pub evicted: Vec<SessionId>,
+    /// Sessions of any principal ended because the embedded store was at capacity
+    /// (least recently used first); always 0 on Redis.
+    pub lru_evicted: usize,
+}
+
+/// The result of [`SessionStore::take_token`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rate {
+    /// A token was taken: the request may run.
+    Allowed,
+    /// The bucket is empty; a token will be there after this long.
+    Limited(Duration),
+}
+
 /// Persistence of sessions and of small shared values (the tool list cache).
 #[async_trait]
 pub trait SessionStore: Send + Sync + 'static {
     /// Stores a new session with the idle TTL.
     async fn create(&self, id: &SessionId, record: &SessionRecord, ttl: Duration) -> Result<(), StoreError>;
+
+    /// Creates a session counted against its principal's quota of `quota` live sessions
+    /// (0: no limit). When the principal is at its quota, its least recently used session is
+    /// ended to make room (bounded attempts); `None` if no room could be made (concurrent
+    /// creations of the same principal kept taking it). Sessions made with
+    /// [`SessionStore::create`] are not counted.
+    async fn admit(
+        &self,
+        id: &SessionId,
+        record: &SessionRecord,
+        ttl: Duration,
+        quota: usize,
+    ) -> Result<Option<Admitted>, StoreError>;
+
+    /// Takes one token of `principal`'s request bucket at `now_ms` (the worker's clock): it
+    /// refills at `per_sec` tokens a second up to `burst`, shared by every worker.
+    async fn take_token(
+        &self,
+        principal: &str,
+        now_ms: u64,
+        per_sec: u32,
+        burst: u32,
+    ) -> Result<Rate, StoreError>;
 
     /// Loads a session and, in the same atomic step, sets its last-seen time to `now_ms`
     /// and its expiry to the full `ttl`. `None` if it does not exist.
@@ -190,6 +232,17 @@ impl Keys {
         format!("{}{{{id}}}:lock:{name}", self.prefix)
     }
 
+    /// The index of a principal's sessions (a sorted set: id → last-seen estimate), under a
+    /// hash tag of its own: `prefix` + `principal:{hash}:sessions`.
+    pub fn principal_sessions(&self, principal: &str) -> String {
+        format!("{}principal:{{{}}}:sessions", self.prefix, principal_tag(principal))
+    }
+
+    /// A principal's request bucket (a hash: tokens, last refill): `prefix` + `principal:{hash}:rate`.
+    pub fn principal_rate(&self, principal: &str) -> String {
+        format!("{}principal:{{{}}}:rate", self.prefix, principal_tag(principal))
+    }
+
     /// A shared value: `prefix` + `shared:` + name.
     pub fn shared(&self, name: &str) -> String {
         format!("{}shared:{name}", self.prefix)
@@ -227,6 +280,32 @@ impl Failures {
     ) -> StoreError {
         StoreFailed { op, kind, session, error: &error }.emit(&self.metrics);
         error
+    }
+}
+
+/// A fixed-size, key-safe name for a principal (whatever its length or characters).
+fn principal_tag(principal: &str) -> String {
+    blake3::hash(principal.as_bytes()).to_hex()[..32].to_string()
+}
+
+/// One step of a token bucket: the bucket `(tokens, at_ms)` (`None`: never used, so full)
+/// refilled up to `now_ms`, then one token taken if there is one. Returns the bucket to keep
+/// and the milliseconds until a token (0: taken). A clock behind the bucket's refills nothing.
+/// The Redis script computes the same.
+fn token_bucket(bucket: Option<(f64, u64)>, now_ms: u64, per_sec: u32, burst: u32) -> ((f64, u64), u64) {
+    let (burst, rate) = (f64::from(burst.max(1)), f64::from(per_sec.max(1)));
+    let (mut tokens, mut at) = bucket.unwrap_or((burst, now_ms));
+    if now_ms > at {
+        tokens = burst.min(tokens + (now_ms - at) as f64 * rate / 1000.0);
+        at = now_ms;
+    }
+    if tokens >= 1.0 {
+        ((tokens - 1.0, at), 0)
+    } else {
+        // Truncation is fine: the value is small and positive.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let wait = ((1.0 - tokens) * 1000.0 / rate).ceil().max(1.0) as u64;
+        ((tokens, at), wait)
     }
 }
 

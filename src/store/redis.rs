@@ -12,7 +12,7 @@ use redis::{AsyncCommands, Script};
 use tokio::sync::mpsc;
 
 use super::connection::{Conn, Connector, Topology};
-use super::{CasOutcome, Failures, Keys, SessionStore, StoreError, ttl_ms};
+use super::{Admitted, CasOutcome, Failures, Keys, Rate, SessionStore, StoreError, ttl_ms};
 use crate::config::redact_url_password;
 use crate::session::{COMPAT_VERSION, OLDEST_SCHEMA, READS_SCHEMA, SessionId, SessionRecord};
 use crate::telemetry::Metrics;
@@ -111,12 +111,58 @@ for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], ARGV[4]) end
 return 1
 ";
 
+/// Counts a new session in its principal's index if the principal is under its quota.
+/// KEYS: the index. ARGV: id, last-seen ms, quota, ttl_ms. 1 if counted, 0 if at the quota.
+const ADMIT: &str = r"
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return 1
+";
+
+/// Takes a token of a principal's request bucket (the same arithmetic as
+/// `store::token_bucket`). KEYS: the bucket. ARGV: now_ms (the worker's clock, so the
+/// script stays deterministic), tokens per second, burst. Returns 0 if taken, else the
+/// milliseconds until a token.
+const TAKE_TOKEN: &str = r"
+local now = tonumber(ARGV[1])
+local rate = tonumber(ARGV[2])
+local burst = tonumber(ARGV[3])
+local b = redis.call('HMGET', KEYS[1], 'tokens', 'at_ms')
+local tokens = tonumber(b[1]) or burst
+local at = tonumber(b[2]) or now
+if now > at then
+  tokens = math.min(burst, tokens + (now - at) * rate / 1000)
+  at = now
+end
+local wait = 0
+if tokens >= 1 then
+  tokens = tokens - 1
+else
+  wait = math.max(1, math.ceil((1 - tokens) * 1000 / rate))
+end
+redis.call('HSET', KEYS[1], 'tokens', string.format('%.6f', tokens), 'at_ms', string.format('%d', at))
+redis.call('PEXPIRE', KEYS[1], math.ceil(burst * 1000 / rate) + 1000)
+return wait
+";
+
+/// Index entries probed per round when a principal is at its quota.
+const PROBE: usize = 8;
+
+/// Rounds of probing before the least recently used candidate found is taken as is.
+const PROBE_ROUNDS: usize = 4;
+
+/// Attempts to count a new session against a full quota (each after ending one session).
+const ADMIT_ATTEMPTS: usize = 4;
+
 /// Sessions in a standalone Redis (a reconnecting multiplexed connection).
 pub struct RedisStore {
     connector: Arc<Connector>,
     keys: Keys,
     url: String,
     create: Script,
+    admit: Script,
+    take_token: Script,
     load: Script,
     cache_put: Script,
     log_activity: Script,
@@ -180,6 +226,8 @@ impl RedisStore {
             keys: Keys::new(prefix),
             url: redact_url_password(url),
             create: Script::new(CREATE),
+            admit: Script::new(ADMIT),
+            take_token: Script::new(TAKE_TOKEN),
             load: Script::new(LOAD),
             cache_put: Script::new(CACHE_PUT),
             log_activity: Script::new(LOG_ACTIVITY),
@@ -256,6 +304,57 @@ impl RedisStore {
         reply
             .map(|(fields, cached)| Ok((from_fields(fields).map_err(Fault::Unreadable)?, cached)))
             .transpose()
+    }
+
+    /// The least recently used session of a principal's index, its estimates checked
+    /// against the sessions' real last-seen times. Index scores only ever lag (a touch
+    /// does not update the index), so an entry whose real time is at most the lowest score
+    /// not yet probed is the true least recently used. `None` when the probe found ended
+    /// sessions (they are dropped from the index: there is room now) or an empty index.
+    async fn least_recent(&self, index: &str) -> Result<Option<SessionId>, Fault> {
+        let probe = isize::try_from(PROBE).unwrap_or(8);
+        for round in 0..PROBE_ROUNDS {
+            let entries: Vec<(String, f64)> = self.conn().zrange_withscores(index, 0, probe).await?;
+            let beyond = entries.get(PROBE).map(|(_, score)| *score);
+            let probed = &entries[..entries.len().min(PROBE)];
+            let seen = futures_util::future::join_all(probed.iter().map(|(member, _)| async move {
+                let Some(id) = SessionId::parse(member) else { return Ok(None) };
+                let seen: Option<u64> = self.conn().hget(self.keys.session(&id), "last_seen_ms").await?;
+                Ok::<_, redis::RedisError>(seen.map(|ms| (ms, id)))
+            }))
+            .await;
+            let (mut gone, mut refreshed, mut best) = (Vec::new(), Vec::new(), None::<(u64, SessionId)>);
+            for ((member, score), seen) in probed.iter().zip(seen) {
+                match seen? {
+                    None => gone.push(member.clone()),
+                    Some((ms, id)) => {
+                        if ms as f64 > *score {
+                            refreshed.push((ms, member.clone()));
+                        }
+                        if best.as_ref().is_none_or(|(b, _)| ms < *b) {
+                            best = Some((ms, id));
+                        }
+                    }
+                }
+            }
+            if !gone.is_empty() {
+                let _: i64 = self.conn().zrem(index, &gone).await?;
+                return Ok(None);
+            }
+            if !refreshed.is_empty() {
+                let _: i64 = redis::cmd("ZADD")
+                    .arg(index)
+                    .arg("XX")
+                    .arg(refreshed.iter().flat_map(|(ms, m)| [ms.to_string(), m.clone()]).collect::<Vec<_>>())
+                    .query_async(&mut self.conn())
+                    .await?;
+            }
+            let Some((ms, id)) = best else { return Ok(None) };
+            if beyond.is_none_or(|b| ms as f64 <= b) || round + 1 == PROBE_ROUNDS {
+                return Ok(Some(id));
+            }
+        }
+        Ok(None)
     }
 
     /// The key layout, for tools that inspect Redis directly.
@@ -364,6 +463,78 @@ impl SessionStore for RedisStore {
             if created == 1 { Ok(()) } else { Err(Fault::Corrupt("session id collision".into())) }
         })
         .await
+    }
+
+    async fn admit(
+        &self,
+        id: &SessionId,
+        record: &SessionRecord,
+        ttl: Duration,
+        quota: usize,
+    ) -> Result<Option<Admitted>, StoreError> {
+        if quota == 0 {
+            self.create(id, record, ttl).await?;
+            return Ok(Some(Admitted::default()));
+        }
+        let index = self.keys.principal_sessions(&record.principal);
+        let mut admitted = Admitted::default();
+        for _ in 0..ADMIT_ATTEMPTS {
+            let counted: i64 = self
+                .run(StoreOp::Admit, Some(id), async {
+                    Ok(self
+                        .admit
+                        .key(&index)
+                        .arg(id.as_str())
+                        .arg(record.last_seen_ms)
+                        .arg(quota)
+                        .arg(ttl_ms(ttl))
+                        .invoke_async(&mut self.conn())
+                        .await?)
+                })
+                .await?;
+            if counted == 1 {
+                if let Err(e) = self.create(id, record, ttl).await {
+                    // Best effort: a stale entry is dropped by the next probe anyway.
+                    let _: Result<i64, _> = self.conn().zrem(&index, id.as_str()).await;
+                    return Err(e);
+                }
+                return Ok(Some(admitted));
+            }
+            let victim = self.run(StoreOp::Admit, Some(id), self.least_recent(&index)).await?;
+            if let Some(victim) = victim {
+                self.delete(&victim).await?;
+                // Gone from the index even if it had ended on its own meanwhile.
+                let _: i64 = self
+                    .run(StoreOp::Admit, Some(id), async {
+                        Ok(self.conn().zrem(&index, victim.as_str()).await?)
+                    })
+                    .await?;
+                admitted.evicted.push(victim);
+            }
+        }
+        Ok(None)
+    }
+
+    async fn take_token(
+        &self,
+        principal: &str,
+        now_ms: u64,
+        per_sec: u32,
+        burst: u32,
+    ) -> Result<Rate, StoreError> {
+        let wait_ms: u64 = self
+            .run(StoreOp::TakeToken, None, async {
+                Ok(self
+                    .take_token
+                    .key(self.keys.principal_rate(principal))
+                    .arg(now_ms)
+                    .arg(per_sec.max(1))
+                    .arg(burst.max(1))
+                    .invoke_async(&mut self.conn())
+                    .await?)
+            })
+            .await?;
+        Ok(if wait_ms == 0 { Rate::Allowed } else { Rate::Limited(Duration::from_millis(wait_ms)) })
     }
 
     async fn load(
@@ -512,9 +683,13 @@ impl SessionStore for RedisStore {
         // One slot (the hash tag), so one multi-key DEL is fine in Cluster mode too.
         let keys = self.session_keys(id);
         self.run(StoreOp::Delete, Some(id), async {
-            let exists: i64 = self.conn().exists(&keys[0]).await?;
+            let principal: Option<String> = self.conn().hget(&keys[0], "principal").await?;
             let _: i64 = self.conn().del(&keys).await?;
-            Ok(exists > 0)
+            if let Some(principal) = &principal {
+                // Its place in the principal's quota (another slot, so another command).
+                let _: i64 = self.conn().zrem(self.keys.principal_sessions(principal), id.as_str()).await?;
+            }
+            Ok(principal.is_some())
         })
         .await
     }

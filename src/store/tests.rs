@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 
 use super::contract::{self, Expiring, Harness};
-use super::{Clock, MemoryStore, SessionStore, StoreError};
+use super::{Clock, MemoryStore, SessionStore};
 use crate::session::SessionId;
 use crate::telemetry::Metrics;
 
@@ -78,18 +78,46 @@ mod contract_on_memory {
 }
 
 #[tokio::test]
-async fn the_embedded_store_refuses_sessions_beyond_its_cap_until_some_expire() {
-    let h = MemoryHarness::new();
-    let short = Duration::from_secs(10);
-    for _ in 0..super::memory::MAX_SESSIONS {
-        let id = SessionId::generate().expect("OS random source");
-        h.store.create(&id, &contract::record(), short).await.expect("create");
+async fn the_embedded_store_at_capacity_ends_its_least_recently_used_sessions_instead_of_refusing() {
+    let mut h = MemoryHarness::new();
+    h.store = h.store.with_capacity(200);
+    let new_id = || SessionId::generate().expect("OS random source");
+    let ids: Vec<SessionId> = (0..200).map(|_| new_id()).collect();
+    for id in &ids {
+        h.store.create(id, &contract::record(), contract::TTL).await.expect("create");
+        h.advance(Duration::from_millis(1)).await;
     }
-    let one_more = SessionId::generate().expect("OS random source");
-    let refused = h.store.create(&one_more, &contract::record(), contract::TTL).await;
-    assert!(matches!(refused, Err(StoreError::Full)), "{refused:?}");
-    assert_eq!(contract::failures(&h, "create", "full"), 1);
-    h.advance(short).await;
-    h.store.create(&one_more, &contract::record(), contract::TTL).await.expect("expired sessions make room");
-    assert!(h.store.load(&one_more, 0, contract::TTL).await.expect("load").is_some());
+    // The first two are used again: the next two are the least recently used.
+    h.advance(Duration::from_secs(1)).await;
+    for id in &ids[..2] {
+        h.store.load(id, 0, contract::TTL).await.expect("load");
+    }
+    let one_more = new_id();
+    let admitted = h.store.admit(&one_more, &contract::record(), contract::TTL, 0).await.expect("admit");
+    // 1% of the capacity makes room at once, so a full store does not sort on every creation.
+    assert_eq!(admitted.map(|a| a.lru_evicted), Some(2));
+    for (id, kept) in
+        [(&ids[0], true), (&ids[1], true), (&ids[2], false), (&ids[3], false), (&one_more, true)]
+    {
+        assert_eq!(h.store.session_expires_in(id).is_some(), kept, "{id:?}");
+    }
+    // Expired sessions make room before anyone is evicted.
+    h.advance(contract::TTL).await;
+    let after = new_id();
+    let admitted = h.store.admit(&after, &contract::record(), contract::TTL, 0).await.expect("admit");
+    assert_eq!(admitted.map(|a| a.lru_evicted), Some(0));
+    assert_eq!(contract::all_failures(&h), 0);
+}
+
+#[tokio::test]
+async fn the_embedded_store_keeps_request_buckets_bounded() {
+    let h = MemoryHarness::new();
+    for n in 0..super::memory::MAX_SESSIONS + 10 {
+        let rate = h.store.take_token(&format!("p{n}"), 1_000, 1, 1).await.expect("take_token");
+        assert_eq!(rate, super::Rate::Allowed);
+        assert!(h.store.buckets() <= super::memory::MAX_SESSIONS);
+    }
+    // The full buckets were dropped as the map filled: the same as none, so a new principal
+    // and an old one alike start with a full bucket a second later.
+    assert_eq!(h.store.take_token("p0", 2_000, 1, 1).await.expect("take_token"), super::Rate::Allowed);
 }

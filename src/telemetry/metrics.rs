@@ -82,6 +82,7 @@ pub struct Metrics {
     store_unreadable: Family<UnreadableLabels, Counter>,
     /// Bounds reached (a cut stderr line, a batch past its answer budget…), by limit.
     limits: Family<LimitLabels, Counter>,
+    session_evictions: Family<ReasonLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -123,6 +124,7 @@ impl Metrics {
             "Stored values this worker could not read, by kind and reason",
             store_unreadable.clone(),
         );
+        let session_evictions = Family::<ReasonLabels, Counter>::default();
         registry.register("http_requests", "HTTP requests by route and status", requests.clone());
         registry.register("http_request_duration_seconds", "HTTP request latency", latency.clone());
         registry.register("mcp_spawns", "MCP server processes spawned", spawns.clone());
@@ -171,6 +173,16 @@ impl Metrics {
         );
         let limits = Family::<LimitLabels, Counter>::default();
         registry.register("limits", "Bounds reached on buffers and shares, by limit", limits.clone());
+        registry.register(
+            "refusals",
+            "Requests refused at the HTTP edge or by a per-principal limit, by reason",
+            refusals.clone(),
+        );
+        registry.register(
+            "session_evictions",
+            "Sessions ended to make room: principal_quota or lru (embedded store at capacity)",
+            session_evictions.clone(),
+        );
         Self {
             registry,
             requests,
@@ -193,6 +205,7 @@ impl Metrics {
             connection_events,
             store_unreadable,
             limits,
+            session_evictions,
         }
     }
 
@@ -247,6 +260,10 @@ impl Metrics {
 
     pub(crate) fn connection_event(&self, reason: &'static str) {
         self.connection_events.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
+    pub(crate) fn sessions_evicted(&self, reason: &'static str, count: u64) {
+        self.session_evictions.get_or_create(&ReasonLabels { reason }).inc_by(count);
     }
 
     pub(crate) fn session(&self, op: &'static str) {

@@ -121,6 +121,8 @@ async fn every_failed_operation_of_a_stopped_redis_is_counted_once_under_its_ope
     let ttl = contract::TTL;
     let outcomes: Vec<(&str, Result<(), StoreError>)> = vec![
         ("create", store.create(&SessionId::generate().unwrap(), &contract::record(), ttl).await),
+        ("admit", store.admit(&SessionId::generate().unwrap(), &contract::record(), ttl, 10).await.map(drop)),
+        ("take_token", store.take_token("alice", 0, 10, 10).await.map(drop)),
         ("load", store.load(&id, 0, ttl).await.map(drop)),
         ("load_with_cache", store.load_with_cache(&id, 0, ttl, "f").await.map(drop)),
         ("cache_get", store.cache_get(&id, "f").await.map(drop)),

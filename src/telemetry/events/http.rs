@@ -20,8 +20,8 @@ impl Emit for RequestCompleted<'_> {
     }
 }
 
-/// Why the transport refused a request before the gateway saw it (the `reason` label of
-/// `switchboard_refusals_total`).
+/// Why a request was refused: by the transport before the gateway saw it, or by the
+/// gateway's per-principal limits (the `reason` label of `switchboard_refusals_total`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
     /// `Origin` not loopback nor allowed (DNS rebinding protection).
@@ -42,6 +42,14 @@ pub enum Refusal {
     SessionHeader,
     /// A batch on a session that did not negotiate 2025-03-26.
     Batch,
+    /// A principal at its session quota, with no session of its own to end for room.
+    SessionQuota,
+    /// A principal over its request rate.
+    RateLimited,
+    /// `credentials` over `limits.max_credentials_bytes`.
+    CredentialsTooLarge,
+    /// `client` (or `clientInfo` and `capabilities`) over `limits.max_client_bytes`.
+    ClientTooLarge,
 }
 
 impl Refusal {
@@ -57,6 +65,10 @@ impl Refusal {
             Self::Malformed => "malformed",
             Self::SessionHeader => "session_header",
             Self::Batch => "batch",
+            Self::SessionQuota => "session_quota",
+            Self::RateLimited => "rate_limited",
+            Self::CredentialsTooLarge => "credentials_too_large",
+            Self::ClientTooLarge => "client_too_large",
         }
     }
 }

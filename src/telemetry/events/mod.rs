@@ -17,7 +17,7 @@ mod warm;
 pub use cache::{CacheLookup, CacheOp};
 pub use http::{ConnectionEvent, Refusal, RequestCompleted};
 pub use limits::{Limit, LimitHit};
-pub use session::SessionEvent;
+pub use session::{SessionEvent, SessionEvicted};
 pub use spawn::{SpawnFailed, SpawnReady, Spawned};
 pub use warm::{WarmEvicted, WarmHeld, WarmSpawned, WarmStart};
 

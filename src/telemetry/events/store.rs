@@ -12,6 +12,8 @@ use crate::telemetry::Metrics;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum StoreOp {
     Create,
+    Admit,
+    TakeToken,
     Load,
     LoadWithCache,
     CacheGet,
@@ -34,6 +36,8 @@ impl StoreOp {
     pub fn as_str(self) -> &'static str {
         match self {
             StoreOp::Create => "create",
+            StoreOp::Admit => "admit",
+            StoreOp::TakeToken => "take_token",
             StoreOp::Load => "load",
             StoreOp::LoadWithCache => "load_with_cache",
             StoreOp::CacheGet => "cache_get",
