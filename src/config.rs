@@ -27,6 +27,8 @@ pub const ENV_KEYS: &[&str] = &[
     "SWITCHBOARD_MCP_COMMAND",
     "SWITCHBOARD_SECRET_KEY",
     "SWITCHBOARD_SECRET_KEYS_OLD",
+    "SWITCHBOARD_AUTH_REQUIRE_PRINCIPAL",
+    "SWITCHBOARD_CACHE_SEAL",
 ];
 
 /// The token accepted by the embedded default when nothing else is configured.
@@ -102,6 +104,11 @@ pub struct Config {
     pub cache_ttl: Duration,
     /// Most bytes of cached results per session; the oldest entries go first.
     pub cache_budget_bytes: usize,
+    /// Seal cached tool results at rest (XChaCha20-Poly1305 under the secret key, bound to the
+    /// session and the entry). Unset: on with Redis, where results outlive the process and
+    /// other people may read the database; off for the embedded store, which is this
+    /// process's own memory.
+    pub cache_seal: Option<bool>,
     /// How long a cached tool list is trusted before it is fetched again.
     #[serde(with = "secs_f64", rename = "tools_cache_ttl_secs")]
     pub tools_cache_ttl: Duration,
@@ -139,6 +146,10 @@ pub struct AuthConfig {
     /// Time allowed for the `http` validation call; beyond it `/init` answers 502.
     #[serde(with = "secs_f64", rename = "timeout_secs")]
     pub timeout: Duration,
+    /// Refuse every request on a session that does not present the session's token
+    /// (`Authorization: Bearer`). Off by default so the legacy API's clients, which send only
+    /// the session id, keep working on sessions made on `/init`.
+    pub require_principal: bool,
 }
 
 /// `Origin` and `Host` checks for `/mcp`.
@@ -245,6 +256,7 @@ impl Default for Config {
             tools_cache_ttl: Duration::from_secs(600),
             cache_ttl: Duration::from_secs(300),
             cache_budget_bytes: 1024 * 1024,
+            cache_seal: None,
             secret_key: None,
             secret_keys_old: Vec::new(),
             auth: AuthConfig::default(),
@@ -258,7 +270,13 @@ impl Default for Config {
 
 impl Default for AuthConfig {
     fn default() -> Self {
-        Self { mode: None, static_tokens: Vec::new(), url: None, timeout: Duration::from_secs(10) }
+        Self {
+            mode: None,
+            static_tokens: Vec::new(),
+            url: None,
+            timeout: Duration::from_secs(10),
+            require_principal: false,
+        }
     }
 }
 
@@ -381,6 +399,12 @@ impl Config {
         if let Some(v) = get("SWITCHBOARD_SECRET_KEYS_OLD") {
             self.secret_keys_old = split_list(&v);
         }
+        if let Some(v) = get("SWITCHBOARD_AUTH_REQUIRE_PRINCIPAL") {
+            self.auth.require_principal = parse("SWITCHBOARD_AUTH_REQUIRE_PRINCIPAL", &v)?;
+        }
+        if let Some(v) = get("SWITCHBOARD_CACHE_SEAL") {
+            self.cache_seal = Some(parse("SWITCHBOARD_CACHE_SEAL", &v)?);
+        }
         Ok(())
     }
 
@@ -481,12 +505,18 @@ impl Config {
         self.auth.mode.unwrap_or(AuthMode::Static)
     }
 
+    /// Whether cached results are sealed at rest (see `cache_seal`).
+    pub fn cache_seal(&self) -> bool {
+        self.cache_seal.unwrap_or(self.redis_url.is_some())
+    }
+
     /// The idle TTL as a duration.
     pub fn idle_ttl(&self) -> Duration {
         Duration::from_secs(self.idle_ttl_secs)
     }
 
-    /// The config as TOML with every secret replaced by `<redacted>`.
+    /// The config as TOML with every secret replaced by `<redacted>`: keys, tokens, every
+    /// server `env` value (constants there are often API keys) and the userinfo of every URL.
     pub fn redacted_toml(&self) -> String {
         let mut copy = self.clone();
         let redact = |s: &mut String| *s = "<redacted>".into();
@@ -495,26 +525,40 @@ impl Config {
         }
         copy.secret_keys_old.iter_mut().for_each(redact);
         copy.auth.static_tokens.iter_mut().for_each(redact);
-        if let Some(url) = copy.redis_url.as_mut() {
-            *url = redact_url_password(url);
+        for url in [copy.redis_url.as_mut(), copy.auth.url.as_mut()].into_iter().flatten() {
+            *url = redact_url_userinfo(url);
         }
+        copy.servers.values_mut().flat_map(|s| s.env.values_mut()).for_each(redact);
         toml::to_string_pretty(&copy).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
     }
 }
 
 /// Replaces the password of a URL (`scheme://user:password@host`) with `<redacted>`.
 pub fn redact_url_password(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return url.to_string();
-    };
-    let rest = &url[scheme_end + 3..];
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let Some(at) = rest[..authority_end].rfind('@') else {
-        return url.to_string();
-    };
-    let userinfo = &rest[..at];
-    let user = userinfo.split(':').next().unwrap_or("");
-    format!("{}{user}:<redacted>{}", &url[..scheme_end + 3], &rest[at..])
+    match split_userinfo(url) {
+        Some((scheme, userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{scheme}{user}:<redacted>{host}")
+        }
+        None => url.to_string(),
+    }
+}
+
+/// Replaces the whole userinfo of a URL (`scheme://user:password@host`) with `<redacted>`.
+pub fn redact_url_userinfo(url: &str) -> String {
+    match split_userinfo(url) {
+        Some((scheme, _, host)) => format!("{scheme}<redacted>{host}"),
+        None => url.to_string(),
+    }
+}
+
+/// `scheme://`, the userinfo and `@host...` of a URL that has a userinfo.
+fn split_userinfo(url: &str) -> Option<(&str, &str, &str)> {
+    let scheme_end = url.find("://")? + 3;
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let at = rest[..authority_end].rfind('@')?;
+    Some((&url[..scheme_end], &rest[..at], &rest[at..]))
 }
 
 fn split_list(value: &str) -> Vec<String> {
