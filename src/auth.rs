@@ -1,11 +1,15 @@
 //! Credential validation for `/init` and `initialize` on `/mcp`: `static` tokens
 //! (constant-time comparison), an `http` check against the external API, or `none`.
 //!
-//! Returns who the credentials belong to (the principal) and never logs them.
+//! Returns who the credentials belong to (the principal) and never logs them. A principal
+//! derived from a secret (a token, credentials) is a keyed MAC of it (see
+//! [`crate::crypto::MacKey`]): equal on every worker sharing the secret key, and of no use to
+//! a dictionary without that key.
 
 use std::time::Duration;
 
 use crate::config::{AuthMode, Config};
+use crate::crypto::MacKey;
 
 /// Why credentials were not accepted.
 #[derive(Debug, thiserror::Error)]
@@ -39,10 +43,12 @@ pub struct Authenticator {
     /// BLAKE3 hashes of the accepted tokens: compared in constant time, never kept in clear.
     token_hashes: Vec<blake3::Hash>,
     http: Option<(reqwest::Client, String)>,
+    /// Keys the principals derived from secrets.
+    mac: MacKey,
 }
 
 impl Authenticator {
-    pub fn new(config: &Config) -> Result<Self, AuthError> {
+    pub fn new(config: &Config, mac: MacKey) -> Result<Self, AuthError> {
         let mode = config.auth_mode();
         let token_hashes = config.auth.static_tokens.iter().map(|t| blake3::hash(t.as_bytes())).collect();
         let http = match (mode, &config.auth.url) {
@@ -56,7 +62,7 @@ impl Authenticator {
             }
             _ => None,
         };
-        Ok(Self { mode, token_hashes, http })
+        Ok(Self { mode, token_hashes, http, mac })
     }
 
     /// Validates `credentials` (a JSON object).
@@ -84,7 +90,8 @@ impl Authenticator {
                 // blake3::Hash equality is constant-time; every candidate is compared.
                 let matched = self.token_hashes.iter().fold(false, |acc, h| acc | (*h == hash));
                 if matched {
-                    Ok(Verified { principal: principal_of_token(&hash), identity: serde_json::Value::Null })
+                    let principal = self.principal("token", token.as_bytes());
+                    Ok(Verified { principal, identity: serde_json::Value::Null })
                 } else {
                     Err(AuthError::Invalid)
                 }
@@ -96,13 +103,14 @@ impl Authenticator {
     /// The principal of credentials presented on a request, when it can be told without a
     /// call out (`static`: a configured token; `none`): a request's rate limit then runs
     /// alongside its session's load. `None` in `http` mode or for a token not configured.
-    pub fn known_principal(&self, credentials: &serde_json::Value) -> Option<String> {
+    pub fn known_principal(&self, token: Option<&str>) -> Option<String> {
         match self.mode {
             AuthMode::None => Some("anonymous".into()),
             AuthMode::Static => {
-                let hash = blake3::hash(credentials.get("token")?.as_str()?.as_bytes());
+                let token = token?;
+                let hash = blake3::hash(token.as_bytes());
                 let matched = self.token_hashes.iter().fold(false, |acc, h| acc | (*h == hash));
-                matched.then(|| principal_of_token(&hash))
+                matched.then(|| self.principal("token", token.as_bytes()))
             }
             AuthMode::Http => None,
         }
@@ -137,13 +145,13 @@ impl Authenticator {
         });
         let principal = match named {
             Some(name) => format!("user:{name}"),
-            None => format!("creds:{}", &blake3::hash(credentials.to_string().as_bytes()).to_hex()[..16]),
+            None => self.principal("creds", credentials.to_string().as_bytes()),
         };
         Ok(Verified { principal, identity })
     }
-}
 
-/// A stable, non-secret name for a static token: a prefix of its hash.
-fn principal_of_token(hash: &blake3::Hash) -> String {
-    format!("token:{}", &hash.to_hex()[..16])
+    /// A stable, non-secret name for a secret: `kind:` and 128 bits of its keyed MAC.
+    fn principal(&self, kind: &str, secret: &[u8]) -> String {
+        format!("{kind}:{}", &self.mac.tag(secret).to_hex()[..32])
+    }
 }

@@ -31,6 +31,8 @@ pub const ENV_KEYS: &[&str] = &[
     "SWITCHBOARD_LIMITS_SESSIONS_PER_PRINCIPAL",
     "SWITCHBOARD_LIMITS_REQUESTS_PER_SEC",
     "SWITCHBOARD_LIMITS_BURST",
+    "SWITCHBOARD_AUTH_REQUIRE_PRINCIPAL",
+    "SWITCHBOARD_CACHE_SEAL",
 ];
 
 /// The token accepted by the embedded default when nothing else is configured.
@@ -106,6 +108,11 @@ pub struct Config {
     pub cache_ttl: Duration,
     /// Most bytes of cached results per session; the oldest entries go first.
     pub cache_budget_bytes: usize,
+    /// Seal cached tool results at rest (XChaCha20-Poly1305 under the secret key, bound to the
+    /// session and the entry). Unset: on with Redis, where results outlive the process and
+    /// other people may read the database; off for the embedded store, which is this
+    /// process's own memory.
+    pub cache_seal: Option<bool>,
     /// How long a cached tool list is trusted before it is fetched again.
     #[serde(with = "secs_f64", rename = "tools_cache_ttl_secs")]
     pub tools_cache_ttl: Duration,
@@ -201,6 +208,10 @@ pub struct AuthConfig {
     /// Time allowed for the `http` validation call; beyond it `/init` answers 502.
     #[serde(with = "secs_f64", rename = "timeout_secs")]
     pub timeout: Duration,
+    /// Refuse every request on a session that does not present the session's token
+    /// (`Authorization: Bearer`). Off by default so the legacy API's clients, which send only
+    /// the session id, keep working on sessions made on `/init`.
+    pub require_principal: bool,
 }
 
 /// The HTTP edge: `Origin` and `Host` checks (every route) and connection limits.
@@ -326,6 +337,7 @@ impl Default for Config {
             tools_cache_ttl: Duration::from_secs(600),
             cache_ttl: Duration::from_secs(300),
             cache_budget_bytes: 1024 * 1024,
+            cache_seal: None,
             secret_key: None,
             secret_keys_old: Vec::new(),
             auth: AuthConfig::default(),
@@ -355,7 +367,13 @@ impl Default for HttpConfig {
 
 impl Default for AuthConfig {
     fn default() -> Self {
-        Self { mode: None, static_tokens: Vec::new(), url: None, timeout: Duration::from_secs(10) }
+        Self {
+            mode: None,
+            static_tokens: Vec::new(),
+            url: None,
+            timeout: Duration::from_secs(10),
+            require_principal: false,
+        }
     }
 }
 
@@ -490,6 +508,12 @@ impl Config {
         if let Some(v) = get("SWITCHBOARD_LIMITS_BURST") {
             self.limits.burst = parse("SWITCHBOARD_LIMITS_BURST", &v)?;
         }
+        if let Some(v) = get("SWITCHBOARD_AUTH_REQUIRE_PRINCIPAL") {
+            self.auth.require_principal = parse("SWITCHBOARD_AUTH_REQUIRE_PRINCIPAL", &v)?;
+        }
+        if let Some(v) = get("SWITCHBOARD_CACHE_SEAL") {
+            self.cache_seal = Some(parse("SWITCHBOARD_CACHE_SEAL", &v)?);
+        }
         Ok(())
     }
 
@@ -622,12 +646,18 @@ impl Config {
         self.max_children_per_principal.unwrap_or((self.max_children / 2).max(1))
     }
 
+    /// Whether cached results are sealed at rest (see `cache_seal`).
+    pub fn cache_seal(&self) -> bool {
+        self.cache_seal.unwrap_or(self.redis_url.is_some())
+    }
+
     /// The idle TTL as a duration.
     pub fn idle_ttl(&self) -> Duration {
         Duration::from_secs(self.idle_ttl_secs)
     }
 
-    /// The config as TOML with every secret replaced by `<redacted>`.
+    /// The config as TOML with every secret replaced by `<redacted>`: keys, tokens, every
+    /// server `env` value (constants there are often API keys) and the userinfo of every URL.
     pub fn redacted_toml(&self) -> String {
         let mut copy = self.clone();
         let redact = |s: &mut String| *s = "<redacted>".into();
@@ -636,26 +666,40 @@ impl Config {
         }
         copy.secret_keys_old.iter_mut().for_each(redact);
         copy.auth.static_tokens.iter_mut().for_each(redact);
-        if let Some(url) = copy.redis_url.as_mut() {
-            *url = redact_url_password(url);
+        for url in [copy.redis_url.as_mut(), copy.auth.url.as_mut()].into_iter().flatten() {
+            *url = redact_url_userinfo(url);
         }
+        copy.servers.values_mut().flat_map(|s| s.env.values_mut()).for_each(redact);
         toml::to_string_pretty(&copy).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
     }
 }
 
 /// Replaces the password of a URL (`scheme://user:password@host`) with `<redacted>`.
 pub fn redact_url_password(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return url.to_string();
-    };
-    let rest = &url[scheme_end + 3..];
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let Some(at) = rest[..authority_end].rfind('@') else {
-        return url.to_string();
-    };
-    let userinfo = &rest[..at];
-    let user = userinfo.split(':').next().unwrap_or("");
-    format!("{}{user}:<redacted>{}", &url[..scheme_end + 3], &rest[at..])
+    match split_userinfo(url) {
+        Some((scheme, userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{scheme}{user}:<redacted>{host}")
+        }
+        None => url.to_string(),
+    }
+}
+
+/// Replaces the whole userinfo of a URL (`scheme://user:password@host`) with `<redacted>`.
+pub fn redact_url_userinfo(url: &str) -> String {
+    match split_userinfo(url) {
+        Some((scheme, _, host)) => format!("{scheme}<redacted>{host}"),
+        None => url.to_string(),
+    }
+}
+
+/// `scheme://`, the userinfo and `@host...` of a URL that has a userinfo.
+fn split_userinfo(url: &str) -> Option<(&str, &str, &str)> {
+    let scheme_end = url.find("://")? + 3;
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let at = rest[..authority_end].rfind('@')?;
+    Some((&url[..scheme_end], &rest[..at], &rest[at..]))
 }
 
 fn split_list(value: &str) -> Vec<String> {

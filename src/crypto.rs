@@ -5,6 +5,10 @@
 //! the first 8 hex digits of the BLAKE3 hash of the key: the current key seals,
 //! the current and any old keys open (key rotation without a flag day).
 //! This module never logs and never formats a key or a plaintext.
+//!
+//! The current key also yields a [`MacKey`] (BLAKE3 `derive_key`, its own context), so
+//! names derived from secrets (principals) are keyed: without the key, a dictionary of
+//! guessed tokens cannot be matched against them.
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -36,12 +40,43 @@ struct Key {
 pub struct Sealer {
     current: Key,
     old: Vec<Key>,
+    /// Derived from the current key: what [`Sealer::mac_key`] hands out.
+    mac: MacKey,
+}
+
+/// The `derive_key` context of [`MacKey`]: a key for names, never for sealing.
+const MAC_CONTEXT: &str = "switchboard 2026-11-30 principal MAC v1";
+
+/// A keyed BLAKE3 MAC, derived from the secret key: equal on every worker sharing the key.
+#[derive(Clone)]
+pub struct MacKey(Zeroizing<[u8; 32]>);
+
+impl MacKey {
+    fn derive(key: &[u8]) -> Self {
+        Self(Zeroizing::new(blake3::derive_key(MAC_CONTEXT, key)))
+    }
+
+    /// The MAC of `data` (a `blake3::Hash`: compared in constant time).
+    pub fn tag(&self, data: &[u8]) -> blake3::Hash {
+        blake3::keyed_hash(&self.0, data)
+    }
+}
+
+impl std::fmt::Debug for MacKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MacKey(<redacted>)")
+    }
 }
 
 impl std::fmt::Debug for Sealer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Sealer").field("key_id", &self.current.id).finish_non_exhaustive()
     }
+}
+
+/// A key as configured: base64.
+fn decode(text: &str) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    STANDARD.decode(text.trim()).map(Zeroizing::new).map_err(|_| CryptoError::BadKey)
 }
 
 impl Key {
@@ -55,17 +90,18 @@ impl Key {
     }
 
     fn from_base64(text: &str) -> Result<Self, CryptoError> {
-        let bytes = Zeroizing::new(STANDARD.decode(text.trim()).map_err(|_| CryptoError::BadKey)?);
-        Self::from_bytes(&bytes)
+        Self::from_bytes(&decode(text)?)
     }
 }
 
 impl Sealer {
     /// Keys from config: the current one (base64) and old ones still accepted for reading.
     pub fn from_config(current: &str, old: &[String]) -> Result<Self, CryptoError> {
+        let bytes = decode(current)?;
         Ok(Self {
-            current: Key::from_base64(current)?,
+            current: Key::from_bytes(&bytes)?,
             old: old.iter().map(|k| Key::from_base64(k)).collect::<Result<_, _>>()?,
+            mac: MacKey::derive(&bytes),
         })
     }
 
@@ -73,7 +109,16 @@ impl Sealer {
     pub fn ephemeral() -> Result<Self, CryptoError> {
         let mut bytes = Zeroizing::new([0u8; 32]);
         getrandom::fill(bytes.as_mut()).map_err(|_| CryptoError::Random)?;
-        Ok(Self { current: Key::from_bytes(bytes.as_ref())?, old: Vec::new() })
+        Ok(Self {
+            current: Key::from_bytes(bytes.as_ref())?,
+            old: Vec::new(),
+            mac: MacKey::derive(bytes.as_ref()),
+        })
+    }
+
+    /// The MAC key derived from the current key (a rotation of the current key changes it).
+    pub fn mac_key(&self) -> MacKey {
+        self.mac.clone()
     }
 
     /// Seals `plaintext`, bound to `context` (the session id).

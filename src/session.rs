@@ -88,6 +88,10 @@ pub struct SessionRecord {
     pub principal: String,
     /// The identity document returned by the credentials check (http mode), or null.
     pub identity: serde_json::Value,
+    /// The identity sealed like the credentials (associated data `<id>.identity`); when set,
+    /// `identity` is null. Records of earlier releases have only the plain `identity`.
+    #[serde(default)]
+    pub sealed_identity: Option<String>,
     /// `clientInfo` or the `client` object given at `/init`.
     pub client: serde_json::Value,
     /// MCP protocol version negotiated on `/mcp`, if the session came from there.

@@ -77,10 +77,48 @@ fn redacted_config_shows_no_secret() {
     )
     .expect("config");
     let text = config.redacted_toml();
-    for secret in ["hunter2", "tok-secret", "a2V5LXNlY3JldA=="] {
+    for secret in ["hunter2", "tok-secret", "a2V5LXNlY3JldA==", "user:"] {
         assert!(!text.contains(secret), "{secret} leaked: {text}");
     }
-    assert!(text.contains("redis://user:<redacted>@127.0.0.1:1/0"), "{text}");
+    assert!(text.contains("redis://<redacted>@127.0.0.1:1/0"), "{text}");
+}
+
+#[test]
+fn redacted_config_hides_every_server_env_value_and_url_userinfo() {
+    let file = r#"
+        [auth]
+        mode = "http"
+        url = "https://svc:pa55@auth.example/check?x=1"
+        [servers.api]
+        command = ["api-server"]
+        env = { API_KEY = "sk-constant", TOKEN = "{credentials.token}" }
+    "#;
+    let config = load(Some(file), &[]).expect("config");
+    let text = config.redacted_toml();
+    for secret in ["sk-constant", "{credentials.token}", "svc", "pa55"] {
+        assert!(!text.contains(secret), "{secret} leaked: {text}");
+    }
+    assert!(text.contains("https://<redacted>@auth.example/check?x=1"), "{text}");
+    assert!(text.contains("API_KEY") && text.contains("TOKEN"), "names stay: {text}");
+    assert_eq!(redact_url_password("redis://u:p@h:1/0"), "redis://u:<redacted>@h:1/0");
+    assert_eq!(redact_url_userinfo("redis://h:1/0?a=b@c"), "redis://h:1/0?a=b@c");
+}
+
+#[test]
+fn cache_seal_defaults_on_with_redis_only_and_require_principal_has_an_env_form() {
+    assert!(!load(None, &[]).expect("config").cache_seal());
+    let redis = [
+        ("SWITCHBOARD_REDIS_URL", "redis://127.0.0.1:1/0"),
+        ("SWITCHBOARD_AUTH_STATIC_TOKENS", "t"),
+        ("SWITCHBOARD_SECRET_KEY", "a2V5LXNlY3JldA=="),
+    ];
+    assert!(load(None, &redis).expect("config").cache_seal());
+    let off =
+        load(None, &[redis[0], redis[1], redis[2], ("SWITCHBOARD_CACHE_SEAL", "false")]).expect("config");
+    assert!(!off.cache_seal());
+    let strict = load(None, &[("SWITCHBOARD_AUTH_REQUIRE_PRINCIPAL", "true")]).expect("config");
+    assert!(strict.auth.require_principal);
+    assert!(load(None, &[("SWITCHBOARD_AUTH_REQUIRE_PRINCIPAL", "yes")]).is_err());
 }
 
 #[test]

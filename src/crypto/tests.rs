@@ -36,3 +36,14 @@ fn garbage_never_panics() {
     }
     assert!(matches!(Sealer::from_config("c2hvcnQ=", &[]), Err(CryptoError::BadKey)));
 }
+
+#[test]
+fn mac_key_is_keyed_and_the_same_for_the_same_secret_key() {
+    let a = Sealer::from_config(KEY_A, &[]).expect("key").mac_key();
+    let a_again = Sealer::from_config(KEY_A, &[KEY_B.to_string()]).expect("key").mac_key();
+    let b = Sealer::from_config(KEY_B, &[]).expect("key").mac_key();
+    assert_eq!(a.tag(b"tok"), a_again.tag(b"tok"), "workers sharing a key agree");
+    assert_ne!(a.tag(b"tok"), b.tag(b"tok"), "another key, another tag");
+    assert_ne!(a.tag(b"tok"), blake3::hash(b"tok"), "never the unkeyed hash");
+    assert_eq!(format!("{a:?}"), "MacKey(<redacted>)");
+}

@@ -6,6 +6,10 @@
 //! short lock in the store, the others wait (bounded) for its result, then run the
 //! call themselves. A call whose policy needs a tool list nobody has yet learns it
 //! from its own child (no extra spawn) and is cached if the tool qualifies.
+//!
+//! With `cache_seal`, entries are sealed at rest under the secret key, bound to their
+//! session and field, and kept under their own field names (`sealed:` and the key), so a
+//! worker of an earlier release, which reads entries as plain text, misses them.
 
 use std::borrow::Cow;
 use std::time::{Duration, Instant};
@@ -29,6 +33,9 @@ const SINGLE_FLIGHT_POLL: Duration = Duration::from_millis(25);
 
 /// Lifetime of a single-flight lock: past it a crashed holder no longer blocks anyone.
 const LOCK_TTL: Duration = Duration::from_secs(30);
+
+/// The field-name prefix of sealed cache entries (plain entries use the bare key).
+const SEALED_PREFIX: &str = "sealed:";
 
 /// A tool call as the gateway understands it.
 pub struct ToolCall<'a> {
@@ -59,6 +66,44 @@ struct Run<'a> {
 }
 
 impl Gateway {
+    /// The store field of the cache entry with key `field` (see `results::cache_field`):
+    /// sealed entries have names of their own.
+    pub fn cache_slot(&self, field: String) -> String {
+        if self.config.cache_seal() { format!("{SEALED_PREFIX}{field}") } else { field }
+    }
+
+    /// The cache slot a call reads when it may use the cache: what to bind its session with,
+    /// so a hit is one store round trip.
+    pub fn call_slot(&self, call: &ToolCall<'_>) -> Option<String> {
+        call.use_cache.then(|| self.cache_slot(cache_field(call.server, call.tool, call.arguments)))
+    }
+
+    /// A cache entry as stored: sealed (bound to the session and the slot) when the slot
+    /// is a sealed one.
+    fn seal_entry(&self, id: &SessionId, slot: &str, entry: String) -> Result<String, GatewayError> {
+        if !slot.starts_with(SEALED_PREFIX) {
+            return Ok(entry);
+        }
+        self.sealer
+            .seal(entry.as_bytes(), &entry_context(id, slot))
+            .map_err(|e| GatewayError::SealFailed(e.to_string()))
+    }
+
+    /// A stored cache entry, opened; one that does not open (another key, moved, altered)
+    /// is a miss.
+    fn open_entry(&self, id: &SessionId, slot: &str, stored: String) -> Option<String> {
+        if !slot.starts_with(SEALED_PREFIX) {
+            return Some(stored);
+        }
+        match self.sealer.open(&stored, &entry_context(id, slot)) {
+            Ok(plain) => String::from_utf8(plain.to_vec()).ok(),
+            Err(e) => {
+                tracing::debug!(session = ?id, error = %e, "a sealed cache entry does not open: a miss");
+                None
+            }
+        }
+    }
+
     /// Runs a tool call through the cache; returns what the client sees and whether it was a hit.
     /// Every call is recorded in the session's activity log (off the response path).
     pub async fn call_tool(
@@ -147,8 +192,9 @@ impl Run<'_> {
             let outcome = self.run(&record, false).await?;
             return Ok((self.present(outcome.result.get(), false), false));
         }
-        let field = cache_field(call.server, call.tool, call.arguments);
+        let field = gateway.cache_slot(cache_field(call.server, call.tool, call.arguments));
         let (record, cached) = self.load_with_cache(&field).await?;
+        let cached = cached.and_then(|stored| gateway.open_entry(self.id, &field, stored));
         if let Some(hit) = cached.as_deref().and_then(|entry| fresh(entry, &gateway.metrics)) {
             CacheLookup(CacheOp::Hit).emit(&gateway.metrics);
             return Ok((self.present(hit, true), true));
@@ -169,7 +215,8 @@ impl Run<'_> {
         let deadline = tokio::time::Instant::now() + SINGLE_FLIGHT_WAIT;
         while tokio::time::Instant::now() < deadline {
             tokio::time::sleep(SINGLE_FLIGHT_POLL).await;
-            if let Ok(Some(entry)) = gateway.store.cache_get(self.id, &field).await
+            if let Ok(Some(stored)) = gateway.store.cache_get(self.id, &field).await
+                && let Some(entry) = gateway.open_entry(self.id, &field, stored)
                 && let Some(hit) = fresh(&entry, &gateway.metrics)
             {
                 CacheLookup(CacheOp::HitAfterWait).emit(&gateway.metrics);
@@ -274,7 +321,13 @@ impl Run<'_> {
         let gateway = self.gateway;
         let ttl = self.policy.map_or(gateway.config.cache_ttl, |p| p.cache_ttl);
         let expires = now_ms().saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
-        let entry = format!("{expires}|{raw}");
+        let entry = match gateway.seal_entry(self.id, field, format!("{expires}|{raw}")) {
+            Ok(entry) => entry,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not seal a result; not cached");
+                return;
+            }
+        };
         let config = &gateway.config;
         let stored = gateway
             .store
@@ -291,6 +344,12 @@ fn annotations_in(list: &[Value], tool: &str) -> Option<Value> {
     list.iter()
         .find(|t| t.get("name").and_then(Value::as_str) == Some(tool))
         .and_then(|t| t.get("annotations").cloned())
+}
+
+/// The associated data of a sealed cache entry: its session and its field, so an entry
+/// cannot be moved to another session or answer another call.
+fn entry_context(id: &SessionId, slot: &str) -> String {
+    format!("{}.cache.{slot}", id.as_str())
 }
 
 /// The result of a cache entry `expires|result` that has not expired. An entry in no format

@@ -32,7 +32,7 @@ pub use calls::ToolCall;
 pub use catalog::Catalog;
 pub use error::GatewayError;
 pub use mcp::{Inflight, Operation};
-pub use sessions::{Bound, Prefetched, SessionView};
+pub use sessions::{Bound, Door, Prefetched, Presented, SessionView};
 
 /// Why a worker could not be assembled from its config.
 #[derive(Debug, thiserror::Error)]
@@ -97,7 +97,7 @@ impl Gateway {
         let worker_id =
             SessionId::generate().map_err(|_| StartError::Random)?.as_str()[..10].replace(['-', '_'], "x");
         Ok(Self {
-            auth: Authenticator::new(&config)?,
+            auth: Authenticator::new(&config, sealer.mac_key())?,
             policies: Policies::from_config(&config).map_err(StartError::Policy)?,
             relay: Arc::new(ReplyRouter::new(worker_id)),
             inflight: Inflight::default(),

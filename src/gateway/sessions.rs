@@ -1,5 +1,12 @@
 //! Sessions: create one for verified credentials, load one (resetting its idle TTL),
-//! bind one to the credentials presented on `/mcp`, patch its state, end it.
+//! bind one to the token a request presents (on either door), patch its state, end it.
+//!
+//! Binding compares the token the session was created with to the one presented, in
+//! constant time; a missing token never equals anything. A request without a token is
+//! let in only on the legacy door, only for a session made on `/init` (the seed's API:
+//! the session id alone), and only while `auth.require_principal` is off; on `/mcp`, only
+//! for a session opened without a token (`auth.mode = none`). Every refusal is
+//! `SessionNotFound`: to this caller, another principal's session does not exist.
 
 use std::time::{Duration, SystemTime};
 
@@ -13,6 +20,22 @@ use crate::telemetry::events::{Emit, SessionEvent};
 
 /// Most attempts of a state compare-and-set before giving up with [`GatewayError::Contention`].
 const MAX_CAS_ATTEMPTS: usize = 200;
+
+/// The door a request came by: a request without a token is judged by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Door {
+    /// `/mcp` (Streamable HTTP).
+    Mcp,
+    /// `/tools`, `/call-tool`, `/session` (the seed's API).
+    Legacy,
+}
+
+/// What a request presents to use a session: its bearer token (if any) and its door.
+#[derive(Debug, Clone, Copy)]
+pub struct Presented<'a> {
+    pub token: Option<&'a str>,
+    pub door: Door,
+}
 
 /// A session whose caller presented its own credentials: id, record and credentials, opened.
 pub struct Bound {
@@ -96,17 +119,23 @@ impl Gateway {
         let verified = self.auth.verify(credentials).await?;
         self.check_rate_of(Some(&verified.principal)).await?;
         let id = SessionId::generate().map_err(|_| GatewayError::RngUnavailable)?;
-        let sealed = self
-            .sealer
-            .seal(credentials.to_string().as_bytes(), id.as_str())
-            .map_err(|e| GatewayError::SealFailed(e.to_string()))?;
+        let seal = |plain: &[u8], context: &str| {
+            self.sealer.seal(plain, context).map_err(|e| GatewayError::SealFailed(e.to_string()))
+        };
+        let sealed = seal(credentials.to_string().as_bytes(), id.as_str())?;
+        // The identity goes into its own field; `identity` stays null for older readers.
+        let sealed_identity = match &verified.identity {
+            Value::Null => None,
+            identity => Some(seal(identity.to_string().as_bytes(), &identity_context(&id))?),
+        };
         let now = now_ms();
         let record = SessionRecord {
             schema: SCHEMA_VERSION,
             created_ms: now,
             last_seen_ms: now,
             principal: verified.principal,
-            identity: verified.identity,
+            identity: Value::Null,
+            sealed_identity,
             client,
             protocol_version,
             sealed_credentials: sealed,
@@ -130,9 +159,21 @@ impl Gateway {
             .map_err(|_| GatewayError::CredentialsUnreadable("stored credentials are unreadable"))
     }
 
-    /// The session `raw_id` names, if it exists and `presented` carries the same token it
-    /// was created with. Another principal's session is, to this caller, no session at all.
-    pub async fn bind(&self, raw_id: &str, presented: &Value) -> Result<Bound, GatewayError> {
+    /// The identity the credentials check reported (http mode): opened from the sealed
+    /// field, else the plain one of a record written by an earlier release.
+    pub fn identity(&self, id: &SessionId, record: &SessionRecord) -> Result<Value, GatewayError> {
+        let Some(sealed) = &record.sealed_identity else { return Ok(record.identity.clone()) };
+        let plain = self.sealer.open(sealed, &identity_context(id)).map_err(|e| {
+            tracing::error!(session = ?id, error = %e, "cannot open the sealed identity");
+            GatewayError::key_mismatch()
+        })?;
+        serde_json::from_slice(&plain)
+            .map_err(|_| GatewayError::CredentialsUnreadable("the stored identity is unreadable"))
+    }
+
+    /// The session `raw_id` names, if it exists and `presented` may use it (see the module
+    /// doc). Another principal's session is, to this caller, no session at all.
+    pub async fn bind(&self, raw_id: &str, presented: Presented<'_>) -> Result<Bound, GatewayError> {
         self.bind_for(raw_id, presented, None).await
     }
 
@@ -142,23 +183,35 @@ impl Gateway {
     pub async fn bind_for(
         &self,
         raw_id: &str,
-        presented: &Value,
+        presented: Presented<'_>,
         operation: Option<&Operation>,
     ) -> Result<Bound, GatewayError> {
         let id = SessionId::parse(raw_id).ok_or(GatewayError::SessionNotFound)?;
         let field = match operation {
             Some(Operation::CallTool { server, tool, arguments, .. }) => {
-                Some(cache_field(server, tool, arguments))
+                Some(self.cache_slot(cache_field(server, tool, arguments)))
             }
             _ => None,
         };
+        self.bind_session(id, presented, field).await
+    }
+
+    /// [`Gateway::bind_for`] with the session id parsed and the cache field to read with
+    /// the session (see [`Gateway::cache_slot`]) already chosen.
+    pub async fn bind_session(
+        &self,
+        id: SessionId,
+        presented: Presented<'_>,
+        field: Option<String>,
+    ) -> Result<Bound, GatewayError> {
         // The principal's rate is taken alongside the load when the credentials name it.
-        let known = self.auth.known_principal(presented);
+        let known = self.auth.known_principal(presented.token);
         let (loaded, rate) = tokio::join!(self.load_for(&id, field), self.check_rate_of(known.as_deref()));
         rate?;
         let (record, prefetched) = loaded?;
         let credentials = self.credentials(&id, &record)?;
-        if !same_token(&credentials, presented) {
+        if !self.admits(&record, &credentials, presented) {
+            SessionEvent::NotFound.emit(&self.metrics);
             return Err(GatewayError::SessionNotFound);
         }
         if known.is_none() {
@@ -180,6 +233,20 @@ impl Gateway {
             return Err(GatewayError::SessionNotFound);
         };
         Ok((record, Some(Prefetched { field, entry })))
+    }
+
+    /// Whether `presented` may use a session with this record and these credentials.
+    fn admits(&self, record: &SessionRecord, credentials: &Value, presented: Presented<'_>) -> bool {
+        let own = credentials.get("token").and_then(Value::as_str);
+        match presented.token {
+            Some(token) => same_token(own, Some(token)),
+            None if self.config.auth.require_principal => false,
+            // The seed's API: the session id alone opens a session made on `/init`, never
+            // one made on `/mcp` (those have a protocol version).
+            None if presented.door == Door::Legacy => record.protocol_version.is_none(),
+            // `/mcp`: a session opened without a token (auth mode `none`) is bound to nobody.
+            None => own.is_none(),
+        }
     }
 
     /// What a client may see of a session.
@@ -254,9 +321,31 @@ impl Gateway {
     }
 }
 
-/// Whether two credential objects carry the same `token` (compared in constant time).
-fn same_token(a: &Value, b: &Value) -> bool {
-    let hash = |v: &Value| v.get("token").and_then(|t| t.as_str()).map(|t| blake3::hash(t.as_bytes()));
-    // blake3::Hash compares in constant time.
-    hash(a) == hash(b)
+/// The associated data of a session's sealed identity: never that of its credentials.
+fn identity_context(id: &SessionId) -> String {
+    format!("{}.identity", id.as_str())
+}
+
+/// Whether two tokens are present and equal (compared in constant time). A missing token
+/// equals nothing, not even another missing one.
+fn same_token(a: Option<&str>, b: Option<&str>) -> bool {
+    match (a, b) {
+        // blake3::Hash compares in constant time.
+        (Some(a), Some(b)) => blake3::hash(a.as_bytes()) == blake3::hash(b.as_bytes()),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod binding_tests {
+    use super::same_token;
+
+    #[test]
+    fn a_missing_token_equals_nothing() {
+        assert!(same_token(Some("t"), Some("t")));
+        assert!(!same_token(Some("t"), Some("u")));
+        assert!(!same_token(None, Some("t")));
+        assert!(!same_token(Some("t"), None));
+        assert!(!same_token(None, None));
+    }
 }

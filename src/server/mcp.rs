@@ -21,10 +21,10 @@ use futures_util::{StreamExt, stream};
 use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot};
 
-use super::AppState;
 use super::body as bounded;
 use super::error::{Rejected, json, rpc_answer, rpc_error_line, rpc_limit_line, rpc_rejection};
-use crate::gateway::{Bound, GatewayError, Operation};
+use super::{AppState, bearer_token};
+use crate::gateway::{Bound, Door, GatewayError, Operation, Presented};
 use crate::protocol::jsonrpc::{self, Envelope, Kind};
 use crate::protocol::{SESSION_HEADER, SUPPORTED_VERSIONS, capabilities_problem};
 use crate::telemetry::events::{Emit, Limit, LimitHit};
@@ -63,12 +63,7 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), Rejected> {
 
 /// Credentials presented on this request: `Authorization: Bearer T` → `{"token": T}`.
 fn presented_credentials(headers: &HeaderMap) -> serde_json::Value {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
-        .map(str::trim);
-    match token {
+    match bearer_token(headers) {
         Some(t) => serde_json::json!({ "token": t }),
         None => serde_json::json!({}),
     }
@@ -90,8 +85,8 @@ async fn session_for(
         return Err(Rejected::NoSession.respond(&state.metrics, "null"));
     };
     let raw = raw.to_str().unwrap_or("");
-    let presented = presented_credentials(headers);
-    state.bind_for(raw, &presented, operation).await.map_err(|e| rpc_rejection("null", e))
+    let presented = Presented { token: bearer_token(headers), door: Door::Mcp };
+    state.bind_for(raw, presented, operation).await.map_err(|e| rpc_rejection("null", e))
 }
 
 pub(super) async fn delete(State(state): State<AppState>, headers: HeaderMap) -> Response {

@@ -49,6 +49,17 @@ pub use error::ApiError;
 /// Longest wait for every child to be reaped once serving has stopped.
 const REAP_BOUND: Duration = Duration::from_secs(10);
 
+/// The token a request presents on either door: `Authorization: Bearer <token>` (an empty
+/// one is none).
+fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
 /// What every handler may use; cheap to clone. Derefs to the [`Gateway`].
 #[derive(Clone)]
 pub struct AppState {

@@ -2,7 +2,9 @@
 //!
 //! A thin adapter: each handler parses the request (headers and a bounded JSON body),
 //! calls the gateway, and renders the answer; every failure is a
-//! [`GatewayError`](crate::gateway::GatewayError) rendered by `error.rs`.
+//! [`GatewayError`](crate::gateway::GatewayError) rendered by `error.rs`. A request may
+//! present its session's token with `Authorization: Bearer`, as on `/mcp`; who may use a
+//! session without one is the gateway's rule (`gateway/sessions.rs`).
 
 use axum::body::Body;
 use axum::extract::State;
@@ -12,8 +14,8 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::error::json;
-use super::{AppState, body};
-use crate::gateway::{Gateway, GatewayError, ToolCall};
+use super::{AppState, bearer_token, body};
+use crate::gateway::{Bound, Door, Gateway, GatewayError, Presented, ToolCall};
 use crate::protocol::SESSION_HEADER;
 use crate::protocol::jsonrpc::json_string;
 use crate::session::SessionId;
@@ -53,6 +55,18 @@ fn session_id(headers: &HeaderMap, from_body: Option<&str>) -> Result<SessionId,
     Gateway::parse_session_id(raw)
 }
 
+/// The session of a request, if the token it presents (or none) may use it; with the cache
+/// entry at `field` read in the same store round trip.
+async fn bind(
+    state: &AppState,
+    headers: &HeaderMap,
+    id: SessionId,
+    field: Option<String>,
+) -> Result<Bound, GatewayError> {
+    let presented = Presented { token: bearer_token(headers), door: Door::Legacy };
+    state.bind_session(id, presented, field).await
+}
+
 pub(super) async fn init(State(state): State<AppState>, request: Body) -> Answer {
     let request: InitRequest = body::parse(request, state.config.max_body_bytes).await?;
     let client = request.client.unwrap_or(serde_json::Value::Null);
@@ -89,22 +103,20 @@ pub(super) async fn call_tool(State(state): State<AppState>, headers: HeaderMap,
         use_cache: request.cache != Some(false),
         route: "/call-tool",
     };
-    let (result, cached) = state.call_tool(&id, &call, Client::default(), None).await?;
+    let session = bind(&state, &headers, id, state.call_slot(&call)).await?;
+    let (result, cached) = state.call_tool_bound(&session, &call, Client::default(), None).await?;
     Ok(json(StatusCode::OK, format!(r#"{{"result":{result},"cached":{cached}}}"#)))
 }
 
 pub(super) async fn tools(State(state): State<AppState>, headers: HeaderMap) -> Answer {
-    let id = session_id(&headers, None)?;
-    let record = state.open_session(&id).await?;
-    let credentials = state.credentials(&id, &record)?;
-    let tools = state.all_tools(&credentials, None).await?;
+    let session = bind(&state, &headers, session_id(&headers, None)?, None).await?;
+    let tools = state.all_tools(&session.credentials, None).await?;
     Ok(json(StatusCode::OK, serde_json::json!({ "tools": tools }).to_string()))
 }
 
 pub(super) async fn get_session(State(state): State<AppState>, headers: HeaderMap) -> Answer {
-    let id = session_id(&headers, None)?;
-    let record = state.open_session(&id).await?;
-    Ok(json(StatusCode::OK, state.view(&id, &record).to_json()))
+    let session = bind(&state, &headers, session_id(&headers, None)?, None).await?;
+    Ok(json(StatusCode::OK, state.view(&session.id, &session.record).to_json()))
 }
 
 pub(super) async fn patch_session(
@@ -118,13 +130,13 @@ pub(super) async fn patch_session(
             "the body must be a JSON merge patch object for `state`".into(),
         ));
     };
-    let id = session_id(&headers, None)?;
+    let id = bind(&state, &headers, session_id(&headers, None)?, None).await?.id;
     let record = state.patch_state(&id, patch).await?;
     Ok(json(StatusCode::OK, state.view(&id, &record).to_json()))
 }
 
 pub(super) async fn delete_session(State(state): State<AppState>, headers: HeaderMap) -> Answer {
-    let id = session_id(&headers, None)?;
+    let id = bind(&state, &headers, session_id(&headers, None)?, None).await?.id;
     state.delete_session(&id).await?;
     Ok(json(StatusCode::OK, r#"{"deleted":true}"#.into()))
 }

@@ -97,6 +97,18 @@ impl Worker {
     }
 
     async fn json(&self, method: &str, uri: &str, session: Option<&str>, body: Value) -> Answer {
+        self.json_as(None, method, uri, session, body).await
+    }
+
+    /// [`Worker::json`] presenting `token` with `Authorization: Bearer`.
+    async fn json_as(
+        &self,
+        token: Option<&str>,
+        method: &str,
+        uri: &str,
+        session: Option<&str>,
+        body: Value,
+    ) -> Answer {
         let mut request = Request::builder()
             .method(method)
             .uri(uri)
@@ -104,6 +116,9 @@ impl Worker {
             .header("content-type", "application/json");
         if let Some(id) = session {
             request = request.header("mcp-session-id", id);
+        }
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
         }
         let body = if body.is_null() { Body::empty() } else { Body::from(body.to_string()) };
         self.send(request.body(body).unwrap()).await
@@ -916,6 +931,43 @@ async fn a_principal_over_its_rate_gets_429_with_retry_after_and_others_do_not()
     worker.finish().await;
 }
 
+/// The demo server with the static tokens `demo` and `other`.
+fn two_principals() -> Config {
+    let mut config = config(vec![("default", demo_server(None))]);
+    config.auth.static_tokens = vec!["demo".into(), "other".into()];
+    config
+}
+
+/// Every legacy session route, as (method, uri, body).
+fn legacy_routes(session: &str) -> [(&'static str, &'static str, Value); 5] {
+    [
+        ("GET", "/session", Value::Null),
+        ("GET", "/tools", Value::Null),
+        ("POST", "/call-tool", json!({"tool": "echo", "arguments": {"text": "x"}, "session_id": session})),
+        ("PATCH", "/session", json!({"taken": true})),
+        ("DELETE", "/session", Value::Null),
+    ]
+}
+
+#[tokio::test]
+async fn the_legacy_door_refuses_another_principals_token_like_an_unknown_session() {
+    let worker = Worker::new(two_principals());
+    let id = worker.init().await;
+    for (method, uri, body) in legacy_routes(&id) {
+        let answer = worker.json_as(Some("other"), method, uri, Some(&id), body).await;
+        answer.is_error(StatusCode::NOT_FOUND, "session_not_found");
+    }
+    // Untouched by the refused PATCH and DELETE; its own token and the id alone still open it.
+    let view = worker.json_as(Some("demo"), "GET", "/session", Some(&id), Value::Null).await;
+    assert_eq!((view.status, &view.json["state"]), (StatusCode::OK, &json!({})), "{}", view.text);
+    let seed = worker.json("PATCH", "/session", Some(&id), json!({"step": 1})).await;
+    assert_eq!((seed.status, &seed.json["state"]), (StatusCode::OK, &json!({"step": 1})), "{}", seed.text);
+    let call =
+        worker.json_as(Some("demo"), "POST", "/call-tool", Some(&id), legacy_routes(&id)[2].2.clone()).await;
+    assert_eq!(call.status, StatusCode::OK, "{}", call.text);
+    worker.finish().await;
+}
+
 #[tokio::test]
 async fn a_principal_at_its_session_quota_keeps_working_and_its_idlest_session_makes_room() {
     let worker = limited(|l| l.sessions_per_principal = 2);
@@ -934,5 +986,86 @@ async fn a_principal_at_its_session_quota_keeps_working_and_its_idlest_session_m
         metrics.contains(r#"switchboard_session_evictions_total{reason="principal_quota"} 1"#),
         "{metrics}"
     );
+    worker.finish().await;
+}
+
+#[tokio::test]
+async fn an_mcp_session_opens_on_the_legacy_door_only_with_its_token() {
+    let worker = Worker::new(two_principals());
+    let mcp = Mcp::start(&worker).await;
+    let id = mcp.session.as_str();
+    for token in [None, Some("other")] {
+        for (method, uri, body) in legacy_routes(id) {
+            let answer = worker.json_as(token, method, uri, Some(id), body).await;
+            answer.is_error(StatusCode::NOT_FOUND, "session_not_found");
+        }
+    }
+    let view = worker.json_as(Some("demo"), "GET", "/session", Some(id), Value::Null).await;
+    assert_eq!((view.status, &view.json["state"]), (StatusCode::OK, &json!({})), "{}", view.text);
+    assert_eq!(view.json["protocol_version"], "2025-06-18");
+    assert_eq!(mcp.request(&worker, "ping", json!({})).await.status, StatusCode::OK);
+    worker.finish().await;
+}
+
+#[tokio::test]
+async fn with_require_principal_the_session_id_alone_opens_nothing() {
+    let mut strict = two_principals();
+    strict.auth.require_principal = true;
+    let worker = Worker::new(strict);
+    let id = worker.init().await;
+    for (method, uri, body) in legacy_routes(&id) {
+        worker.json(method, uri, Some(&id), body).await.is_error(StatusCode::NOT_FOUND, "session_not_found");
+    }
+    let view = worker.json_as(Some("demo"), "GET", "/session", Some(&id), Value::Null).await;
+    assert_eq!(view.status, StatusCode::OK, "{}", view.text);
+    worker.finish().await;
+}
+
+#[tokio::test]
+async fn without_auth_a_tokenless_mcp_session_stays_on_mcp_and_a_token_binds_one() {
+    let mut open = config(vec![("default", demo_server(None))]);
+    open.auth.mode = Some(crate::config::AuthMode::None);
+    let worker = Worker::new(open);
+    let initialize = rpc("initialize", json!({"protocolVersion": "2025-06-18", "capabilities": {}}));
+    let mut bare = mcp_post(None, &initialize);
+    bare.headers_mut().remove("authorization");
+    let answer = worker.send(bare).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    let id = answer.headers["mcp-session-id"].to_str().unwrap().to_string();
+    let mut ping = mcp_post(Some(&id), &rpc("ping", json!({})));
+    ping.headers_mut().remove("authorization");
+    assert_eq!(worker.send(ping).await.status, StatusCode::OK, "bound to nobody: the id opens it on /mcp");
+    let legacy = worker.json("GET", "/session", Some(&id), Value::Null).await;
+    legacy.is_error(StatusCode::NOT_FOUND, "session_not_found");
+    assert_eq!(legacy.status, StatusCode::NOT_FOUND);
+    // A session opened with a token (any token, in this mode) is bound to it.
+    let tokened = Mcp::start(&worker).await;
+    let mut other = mcp_post(Some(&tokened.session), &rpc("ping", json!({})));
+    other.headers_mut().insert("authorization", "Bearer other".parse().unwrap());
+    assert_eq!(worker.send(other).await.status, StatusCode::NOT_FOUND);
+    let mut none = mcp_post(Some(&tokened.session), &rpc("ping", json!({})));
+    none.headers_mut().remove("authorization");
+    assert_eq!(worker.send(none).await.status, StatusCode::NOT_FOUND);
+    worker.finish().await;
+}
+
+#[tokio::test]
+async fn the_identity_opens_from_its_sealed_field_and_older_plain_records_still_read() {
+    let worker = Worker::demo();
+    let gateway = &worker.state;
+    let id = SessionId::generate().unwrap();
+    let created = worker.init().await;
+    let mut record = gateway.load_session(&SessionId::parse(&created).unwrap()).await.unwrap();
+    assert_eq!((record.identity.clone(), record.sealed_identity.clone()), (Value::Null, None));
+    record.identity = json!({"sub": "old"});
+    assert_eq!(gateway.identity(&id, &record).unwrap(), json!({"sub": "old"}), "an earlier release's record");
+    let sealed = gateway.sealer.seal(br#"{"sub":"new"}"#, &format!("{}.identity", id.as_str())).unwrap();
+    record.sealed_identity = Some(sealed.clone());
+    assert_eq!(gateway.identity(&id, &record).unwrap(), json!({"sub": "new"}), "the sealed field wins");
+    let elsewhere = SessionId::generate().unwrap();
+    assert!(gateway.identity(&elsewhere, &record).is_err(), "bound to its session");
+    let as_credentials = gateway.sealer.seal(br#"{"sub":"new"}"#, id.as_str()).unwrap();
+    record.sealed_identity = Some(as_credentials);
+    assert!(gateway.identity(&id, &record).is_err(), "never opened as the credentials are");
     worker.finish().await;
 }

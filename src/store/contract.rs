@@ -119,6 +119,7 @@ pub fn record() -> SessionRecord {
         last_seen_ms: NOW,
         principal: "alice".into(),
         identity: json!({"sub": "alice", "groups": ["ops"]}),
+        sealed_identity: Some("sealed-identity".into()),
         client: json!({"name": "contract", "version": "1.0"}),
         protocol_version: Some("2025-06-18".into()),
         sealed_credentials: "sealed-credentials".into(),
