@@ -97,7 +97,9 @@ async fn redis_holds_no_token_identity_or_cached_result_in_clear() {
     cached_echo(&client, &plain, &other, "plain-canary-5d2e").await;
     assert!(dump(&redis).contains("plain-canary-5d2e"), "the scan sees what is in clear");
     // The sealed session still answers from its cache on the first worker.
-    cached_echo(&client, &worker, &session, "result-canary-93f0").await;
+    let (status, body) =
+        call_tool(&client, &worker, &session, "echo", json!({"text": "result-canary-93f0"})).await;
+    assert_eq!((status, &body["cached"]), (200, &json!(true)), "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
