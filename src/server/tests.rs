@@ -968,13 +968,28 @@ async fn the_legacy_door_refuses_another_principals_token_like_an_unknown_sessio
     worker.finish().await;
 }
 
+/// Returns once the wall clock's millisecond has moved on (bounded: a few milliseconds).
+async fn next_millisecond() {
+    let start = crate::session::now_ms();
+    for _ in 0..1000 {
+        if crate::session::now_ms() > start {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_micros(200)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_principal_at_its_session_quota_keeps_working_and_its_idlest_session_makes_room() {
     let worker = limited(|l| l.sessions_per_principal = 2);
     let first = worker.init().await;
+    next_millisecond().await;
     let second = worker.init().await;
-    // The first is used again: the second is now the least recently used.
+    // The first is used again: the second is now the least recently used (last-seen times
+    // are milliseconds: each step waits for the next one, so the order is never a tie).
+    next_millisecond().await;
     assert_eq!(worker.json("GET", "/session", Some(&first), Value::Null).await.status, StatusCode::OK);
+    next_millisecond().await;
     let third = worker.init().await;
     let gone = worker.json("GET", "/session", Some(&second), Value::Null).await;
     gone.is_error(StatusCode::NOT_FOUND, "session_not_found");

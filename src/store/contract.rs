@@ -210,7 +210,12 @@ pub async fn a_new_session_expires_after_the_idle_ttl(h: &dyn Harness) {
 
 pub async fn a_second_create_with_the_same_id_is_refused_and_the_first_session_kept(h: &dyn Harness) {
     let id = created(h).await;
-    let other = SessionRecord { principal: "mallory".into(), ..record() };
+    // Another writer's record: other credentials (a retry of our own create would carry ours).
+    let other = SessionRecord {
+        principal: "mallory".into(),
+        sealed_credentials: "sealed-elsewhere".into(),
+        ..record()
+    };
     let refused = h.store().create(&id, &other, TTL).await;
     assert!(matches!(refused, Err(StoreError::Corrupt(_))), "{refused:?}");
     assert_eq!(load(h, &id).await.map(|r| r.principal), Some("alice".into()));

@@ -111,13 +111,18 @@ for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], ARGV[4]) end
 return 1
 ";
 
-/// Counts a new session in its principal's index if the principal is under its quota.
-/// KEYS: the index. ARGV: id, last-seen ms, quota, ttl_ms. 1 if counted, 0 if at the quota.
+/// Counts a new session in its principal's index. KEYS: the index. ARGV: id, last-seen ms,
+/// quota, ttl_ms, evict (`1`: at the quota, the lowest entry makes room). Returns the id of
+/// the entry that made room ('' if none was needed), or nil when at the quota without evict.
 const ADMIT: &str = r"
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
+local victim = ''
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
+  if ARGV[5] ~= '1' then return false end
+  victim = redis.call('ZPOPMIN', KEYS[1])[1] or ''
+end
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
-return 1
+return victim
 ";
 
 /// Takes a token of a principal's request bucket (the same arithmetic as
@@ -151,9 +156,6 @@ const PROBE: usize = 8;
 
 /// Rounds of probing before the least recently used candidate found is taken as is.
 const PROBE_ROUNDS: usize = 4;
-
-/// Attempts to count a new session against a full quota (each after ending one session).
-const ADMIT_ATTEMPTS: usize = 4;
 
 /// Sessions in a standalone Redis (a reconnecting multiplexed connection).
 pub struct RedisStore {
@@ -481,8 +483,15 @@ impl SessionStore for RedisStore {
         }
         let index = self.keys.principal_sessions(&record.principal);
         let mut admitted = Admitted::default();
-        for _ in 0..ADMIT_ATTEMPTS {
-            let counted: i64 = self
+        // First only count it in; when the index is full, refresh the scores of its lowest
+        // entries (the sessions' real last-seen times) and then take the lowest entry as the
+        // victim in the same step as the new session is counted, so concurrent creations
+        // never evict more than one session each, nor starve each other.
+        for evict in [false, true] {
+            if evict {
+                self.run(StoreOp::Admit, Some(id), self.least_recent(&index)).await?;
+            }
+            let counted: Option<String> = self
                 .run(StoreOp::Admit, Some(id), async {
                     Ok(self
                         .admit
@@ -491,29 +500,23 @@ impl SessionStore for RedisStore {
                         .arg(record.last_seen_ms)
                         .arg(quota)
                         .arg(ttl_ms(ttl))
+                        .arg(if evict { "1" } else { "0" })
                         .invoke_async(&mut self.conn())
                         .await?)
                 })
                 .await?;
-            if counted == 1 {
-                if let Err(e) = self.create(id, record, ttl).await {
-                    // Best effort: a stale entry is dropped by the next probe anyway.
-                    let _: Result<i64, _> = self.conn().zrem(&index, id.as_str()).await;
-                    return Err(e);
-                }
-                return Ok(Some(admitted));
-            }
-            let victim = self.run(StoreOp::Admit, Some(id), self.least_recent(&index)).await?;
-            if let Some(victim) = victim {
-                self.delete(&victim).await?;
-                // Gone from the index even if it had ended on its own meanwhile.
-                let _: i64 = self
-                    .run(StoreOp::Admit, Some(id), async {
-                        Ok(self.conn().zrem(&index, victim.as_str()).await?)
-                    })
-                    .await?;
+            let Some(victim) = counted else { continue };
+            if let Some(victim) = SessionId::parse(&victim)
+                && self.delete(&victim).await?
+            {
                 admitted.evicted.push(victim);
             }
+            if let Err(e) = self.create(id, record, ttl).await {
+                // Best effort: a stale entry is dropped by the next probe anyway.
+                let _: Result<i64, _> = self.conn().zrem(&index, id.as_str()).await;
+                return Err(e);
+            }
+            return Ok(Some(admitted));
         }
         Ok(None)
     }

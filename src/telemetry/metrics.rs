@@ -164,7 +164,6 @@ impl Metrics {
             "Session store operations that failed, by operation and error kind",
             store_failures.clone(),
         );
-        registry.register("refusals", "Requests refused at the HTTP edge, by reason", refusals.clone());
         registry.register("http_connections", "Client connections being served", connections.clone());
         registry.register(
             "http_connection_events",

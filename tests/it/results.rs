@@ -120,7 +120,11 @@ async fn never_cached_and_destructive_tools_always_run() {
 async fn a_jq_filter_shapes_hits_and_misses_while_the_cache_keeps_the_full_result() {
     let redis = Redis::start();
     let dir = tempfile::tempdir().unwrap();
-    let toml = demo_server("[servers.default.tools.survey_summary]\nfilter = \"{nps, responses}\"\n");
+    // Plain entries, to read the stored result back (sealed entries: tests/it/abuse/secrets.rs).
+    let toml = format!(
+        "cache_seal = false\n{}",
+        demo_server("[servers.default.tools.survey_summary]\nfilter = \"{nps, responses}\"\n")
+    );
     let worker = config_worker(&redis, dir.path(), &toml);
     let client = http();
     let session = init(&client, &worker).await;

@@ -159,7 +159,12 @@ async fn an_unreadable_record_is_reported_as_corrupt_once_per_failed_read() {
     let h = RedisHarness::start().await;
     let id = SessionId::generate().unwrap();
     let key = h.keys.session(&id);
-    let _: () = h.conn.clone().hset_multiple(&key, &[("schema", "99"), ("principal", "x")]).await.unwrap();
+    let _: () = h
+        .conn
+        .clone()
+        .hset_multiple(&key, &[("schema", "1"), ("created_ms", "yesterday"), ("principal", "x")])
+        .await
+        .unwrap();
     let loaded = h.store.load(&id, 0, contract::TTL).await;
     assert!(matches!(loaded, Err(StoreError::Corrupt(_))), "{loaded:?}");
     let with_cache = h.store.load_with_cache(&id, 0, contract::TTL, "f").await;

@@ -43,3 +43,13 @@ fn requests_refusals_sessions_and_spawns_are_counted() {
         Some(1.0)
     );
 }
+
+#[test]
+fn every_metric_family_is_registered_once() {
+    let text = Metrics::new().render();
+    let mut seen = std::collections::HashSet::new();
+    for family in text.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
+        assert!(seen.insert(family.to_string()), "registered twice: {family}");
+    }
+    assert!(!seen.is_empty(), "{text}");
+}

@@ -129,7 +129,10 @@ run_version() { # NAME old|new: (re)starts the worker on its port with that buil
     local name=$1 SB
     SB=$([ "$2" = old ] && echo "$OLD" || echo "$NEW")
     stop "$name"
-    start_worker "$name" "${port[$name]}" "$REDIS_PORT" "$SECRET_KEY" SWITCHBOARD_AUTH_STATIC_TOKENS=demo
+    # One token drives the whole load (c=16): no per-principal rate limit here (the previous
+    # release ignores the variable).
+    start_worker "$name" "${port[$name]}" "$REDIS_PORT" "$SECRET_KEY" SWITCHBOARD_AUTH_STATIC_TOKENS=demo \
+        SWITCHBOARD_LIMITS_REQUESTS_PER_SEC=0
     wait_worker "$name" "${port[$name]}"
 }
 
