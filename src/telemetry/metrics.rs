@@ -253,7 +253,7 @@ impl Metrics {
     }
 
     /// A client connection opened (`+1`) or closed (`-1`).
-    pub(crate) fn connections(&self, delta: i64) {
+    pub fn connections(&self, delta: i64) {
         self.connections.inc_by(delta);
     }
 
