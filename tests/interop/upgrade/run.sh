@@ -173,6 +173,10 @@ for w in worker-a worker-b worker-c; do
     # Calls run on each mixed fleet before the next worker goes.
     at=$(calls)
     wait_until 60 "calls after $w was upgraded" calls_reach $((at + 300)) || fail "calls stalled after upgrading $w"
+    # A rollout's pacing, not a wait for the build: nginx takes a restarting worker out for
+    # fail_timeout (10 s, deploy/nginx.conf) after its refused connects, so the next worker
+    # goes only once this one is back in the pool (otherwise nginx has no live upstream).
+    sleep 11
 done
 upgrade_calls=$(($(calls) - upgrade_from))
 upgrade_secs=$(awk -v a="$upgrade_start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
