@@ -15,6 +15,7 @@
 
 pub mod jsonrpc;
 pub mod lines;
+pub mod modern;
 pub mod sse;
 pub mod stdio_server;
 
