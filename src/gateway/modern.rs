@@ -51,8 +51,8 @@ const RELAY_BUFFER: usize = 64;
 /// `InputRequiredResult` (a server that asks for several inputs at once sends them together).
 const INPUT_GATHER: Duration = Duration::from_millis(50);
 
-/// Most calls parked (waiting for the client's retry) on one worker; past it a call that
-/// asks for input is ended with an error naming the bound.
+/// Most calls parked (waiting for the client's retry) on one worker, whatever
+/// `max_children` is; past the bound (see `parked_bound`) the call parked longest is ended.
 pub const MAX_PARKED: usize = 1024;
 
 /// Most retries of this worker waiting for another worker's answer at once.
@@ -177,6 +177,8 @@ fn original_key(raw: Option<&str>) -> Option<String> {
 
 /// A call waiting for the client's retry.
 struct Parked {
+    /// When it was parked: under pressure the oldest gives way.
+    since: std::time::Instant,
     call: RunningCall,
     /// What the client was asked, in order.
     pending: Vec<InputRequest>,
@@ -372,7 +374,7 @@ impl Gateway {
         method: &str,
         name: Option<&str>,
         continuing: Option<(&str, u64)>,
-    ) -> Result<String, GatewayError> {
+    ) -> String {
         let (call_id, round) = match continuing {
             Some((id, round)) => (id.to_string(), round + 1),
             None => (
@@ -381,16 +383,8 @@ impl Gateway {
             ),
         };
         let tag = record_tag(record);
-        {
-            let mut parked = lock(&self.modern.parked);
-            if parked.len() >= MAX_PARKED && !parked.contains_key(&call_id) {
-                return Err(GatewayError::BadRequest(format!(
-                    "this worker holds {MAX_PARKED} calls waiting for input already; retry the request later"
-                )));
-            }
-            parked.insert(call_id.clone(), Parked { call, pending, round, record: tag.clone() });
-        }
-        self.expire_later(&call_id, round);
+        let entry = Parked { since: std::time::Instant::now(), call, pending, round, record: tag.clone() };
+        self.keep_parked(&call_id, entry);
         let wait = self.config.input_wait;
         let state = RequestState {
             w: self.relay.worker_id().to_string(),
@@ -401,7 +395,39 @@ impl Gateway {
             n: name.map(String::from),
             e: now_ms().saturating_add(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX)),
         };
-        Ok(self.sign_state(&state))
+        self.sign_state(&state)
+    }
+
+    /// How many calls may wait for input on this worker at once: each holds a child, so
+    /// at least one slot of `max_children` stays for everything else (and at most
+    /// [`MAX_PARKED`]).
+    fn parked_bound(&self) -> usize {
+        self.config.max_children.saturating_sub(1).clamp(1, MAX_PARKED)
+    }
+
+    /// Keeps a parked call (ending it after `input_wait`); past the bound, the call parked
+    /// longest gives way: it is dropped, which ends its child, and its retry is told so.
+    fn keep_parked(self: &Arc<Self>, call_id: &str, entry: Parked) {
+        let round = entry.round;
+        let evicted = {
+            let mut parked = lock(&self.modern.parked);
+            let mut evicted = Vec::new();
+            while parked.len() >= self.parked_bound() && !parked.contains_key(call_id) {
+                let oldest = parked.iter().min_by_key(|(_, p)| p.since).map(|(id, _)| id.clone());
+                let Some(oldest) = oldest else { break };
+                evicted.extend(parked.remove(&oldest));
+            }
+            parked.insert(call_id.to_string(), entry);
+            evicted
+        };
+        if !evicted.is_empty() {
+            tracing::info!(
+                count = evicted.len(),
+                "calls waiting for input gave way to a newer one; children ended"
+            );
+        }
+        drop(evicted);
+        self.expire_later(call_id, round);
     }
 
     /// Ends a parked call once it has waited `input_wait`, unless it moved on meanwhile.
@@ -492,7 +518,7 @@ impl Gateway {
             return error_outcome(
                 code::INVALID_PARAMS,
                 "invalid requestState: the call it continues has ended (it waited too long for input, \
-                 was already continued, or its worker restarted); call again",
+                 gave way to newer ones, was already continued, or its worker restarted); call again",
                 &[],
             );
         };
@@ -551,14 +577,14 @@ impl Gateway {
         let shown = input_requests(&requests);
         let record_tag = state.r.clone();
         let (call_id, next_round) = (state.c.clone(), round + 1);
-        {
-            let mut parked = lock(&self.modern.parked);
-            parked.insert(
-                call_id.clone(),
-                Parked { call, pending: requests, round: next_round, record: record_tag },
-            );
-        }
-        self.expire_later(&call_id, next_round);
+        let entry = Parked {
+            since: std::time::Instant::now(),
+            call,
+            pending: requests,
+            round: next_round,
+            record: record_tag,
+        };
+        self.keep_parked(&call_id, entry);
         let wait = self.config.input_wait;
         let next = RequestState {
             q: next_round,

@@ -406,11 +406,9 @@ impl Exchange {
     fn park(&self, call: RunningCall, requests: Vec<InputRequest>) -> (String, StatusCode) {
         let shown = crate::gateway::input_requests(&requests);
         let request = &self.request;
-        match self.gateway.park(call, requests, &self.record, &request.method, request.name.as_deref(), None)
-        {
-            Ok(state) => (input_required(&request.id, &shown, &state), StatusCode::OK),
-            Err(e) => (rpc_error_line(&request.id, e), StatusCode::OK),
-        }
+        let state =
+            self.gateway.park(call, requests, &self.record, &request.method, request.name.as_deref(), None);
+        (input_required(&request.id, &shown, &state), StatusCode::OK)
     }
 
     /// The final line of a finished call, and its status when sent alone.

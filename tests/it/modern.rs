@@ -71,18 +71,7 @@ async fn modern(
 
 /// The JSON-RPC message with `id` in a JSON or SSE answer.
 fn answer(body: &str, id: i64) -> Value {
-    let candidates: Vec<Value> = if body.trim_start().starts_with('{') {
-        vec![serde_json::from_str(body).unwrap()]
-    } else {
-        body.lines()
-            .filter_map(|l| l.strip_prefix("data:"))
-            .filter_map(|d| serde_json::from_str(d.trim()).ok())
-            .collect()
-    };
-    candidates
-        .into_iter()
-        .find(|m| m["id"] == json!(id))
-        .unwrap_or_else(|| panic!("no answer {id} in {body}"))
+    crate::mcp::answer(body, &json!(id))
 }
 
 fn with_meta(mut params: Value) -> Value {
