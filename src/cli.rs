@@ -61,7 +61,8 @@ pub enum Command {
         /// Base URL of the deployment (a worker or the load balancer).
         #[arg(long, default_value = "http://127.0.0.1:8080")]
         url: String,
-        /// init, call (uncached), call-cached, or mcp (tools/call over Streamable HTTP).
+        /// init, call (uncached), call-cached, mcp (tools/call over Streamable HTTP), or
+        /// mcp-modern (the same in the 2026-07-28 era: no session, `_meta` on every request).
         #[arg(long, default_value = "call")]
         scenario: crate::bench::Scenario,
         /// Concurrent clients (closed loop).

@@ -151,6 +151,11 @@ pub struct Config {
     pub max_batch_answer_bytes: usize,
     /// Per-principal quotas and size bounds, shared by the fleet through the store.
     pub limits: LimitsConfig,
+    /// Longest a call of the modern era (2026-07-28) waits for the client's retry once it
+    /// asked for input (`InputRequiredResult`): past it the child is ended and the retry
+    /// gets an error. 60 s: a person answering an elicitation, not an idle child.
+    #[serde(with = "secs_f64", rename = "input_wait_secs")]
+    pub input_wait: Duration,
 }
 
 /// What one principal (one token, one user of the credentials service) may hold and do,
@@ -349,6 +354,7 @@ impl Default for Config {
             max_batch_items: 64,
             max_batch_answer_bytes: 16 * 1024 * 1024,
             limits: LimitsConfig::default(),
+            input_wait: Duration::from_secs(60),
         }
     }
 }
@@ -574,6 +580,9 @@ impl Config {
         }
         if self.limits.requests_per_sec > 0 && self.limits.burst == 0 {
             invalid("limits.burst must be at least 1 when limits.requests_per_sec is set".into());
+        }
+        if self.input_wait.is_zero() || self.input_wait > Duration::from_secs(3600) {
+            invalid("input_wait_secs must be above 0 and at most 3600 (a parked call holds a child)".into());
         }
         if self.limits.embedded_max_sessions == 0 {
             invalid("limits.embedded_max_sessions must be at least 1".into());

@@ -20,6 +20,9 @@ pub enum Scenario {
     /// MCP Streamable HTTP `tools/call` on one MCP session per task (or none,
     /// against a stateless server).
     Mcp,
+    /// MCP Streamable HTTP `tools/call` in the modern era (2026-07-28): no session, the
+    /// protocol version and capabilities in `_meta`, the mirrored headers.
+    McpModern,
 }
 
 impl Scenario {
@@ -30,6 +33,7 @@ impl Scenario {
             Scenario::Call => "call",
             Scenario::CallCached => "call-cached",
             Scenario::Mcp => "mcp",
+            Scenario::McpModern => "mcp-modern",
         }
     }
 }
@@ -49,7 +53,10 @@ impl FromStr for Scenario {
             "call" => Ok(Scenario::Call),
             "call-cached" => Ok(Scenario::CallCached),
             "mcp" => Ok(Scenario::Mcp),
-            other => Err(format!("unknown scenario {other:?} (expected init, call, call-cached or mcp)")),
+            "mcp-modern" => Ok(Scenario::McpModern),
+            other => Err(format!(
+                "unknown scenario {other:?} (expected init, call, call-cached, mcp or mcp-modern)"
+            )),
         }
     }
 }

@@ -16,7 +16,12 @@ use super::options::{BenchOptions, Scenario};
 use super::reply::{RpcReply, find_reply};
 use super::report::{ErrorKind, Outcome};
 use crate::protocol::sse::SseDecoder;
-use crate::protocol::{ACCEPT_JSON_AND_SSE, EVENT_STREAM, LATEST_VERSION, SESSION_HEADER, VERSION_HEADER};
+use crate::protocol::{
+    ACCEPT_JSON_AND_SSE, EVENT_STREAM, LATEST_VERSION, SESSION_HEADER, VERSION_HEADER, modern,
+};
+
+/// The `_meta` of every modern-era request: the version and no client capabilities.
+const MODERN_META: &str = r#"{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"switchboard-bench","version":"0"}}"#;
 /// How long to keep reading a response after its reply was found, so the
 /// connection can be reused; not part of the measured latency.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
@@ -46,6 +51,8 @@ pub(crate) struct Target {
     arguments_json: String,
     /// `Bearer {token}` for `/mcp`.
     authorization: HeaderValue,
+    /// The tool name as an `Mcp-Name` header value (modern era).
+    modern_name: HeaderValue,
 }
 
 impl Target {
@@ -74,6 +81,8 @@ impl Target {
             call_body: json_bytes(&call),
             tool_json: serde_json::Value::String(opts.tool.clone()).to_string(),
             arguments_json: opts.arguments.to_string(),
+            modern_name: HeaderValue::from_str(&modern::encode_header_value(&opts.tool))
+                .map_err(|_| BenchError::InvalidOptions("tool name is not a header value".into()))?,
             authorization,
         })
     }
@@ -83,7 +92,7 @@ impl Target {
         match self.scenario {
             Scenario::Init => &self.init_url,
             Scenario::Call | Scenario::CallCached => &self.call_url,
-            Scenario::Mcp => &self.mcp_url,
+            Scenario::Mcp | Scenario::McpModern => &self.mcp_url,
         }
     }
 
@@ -115,6 +124,7 @@ impl Target {
                 Ok(state)
             }
             Scenario::Mcp => self.open_mcp(client, task).await,
+            Scenario::McpModern => Ok(TaskState::McpModern { next_id: (task as u64 + 1) * ID_STRIDE }),
         }
     }
 
@@ -210,40 +220,64 @@ impl Target {
                     r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":{},"arguments":{}}}}}"#,
                     self.tool_json, self.arguments_json
                 );
-                let sent =
-                    self.mcp_post(client, session.as_ref(), Some(protocol), Bytes::from(body)).send().await;
-                let resp = match sent {
-                    Ok(resp) => resp,
-                    Err(e) => {
-                        return (Outcome::Failed(ErrorKind::from_reqwest(&e)), started.elapsed());
-                    }
-                };
-                if !resp.status().is_success() {
-                    let code = resp.status().as_u16();
-                    drain(resp).await;
-                    return (Outcome::Failed(ErrorKind::Http(code)), started.elapsed());
-                }
-                let mut latency = started.elapsed();
-                let outcome =
-                    match read_rpc_reply_timed::<ToolResultFlag>(resp, id, started, &mut latency).await {
-                        Ok(Some(reply)) => match (reply.error, reply.result) {
-                            (Some(_), _) => Outcome::Failed(ErrorKind::RpcError),
-                            (None, Some(flag)) if flag.is_error => Outcome::Failed(ErrorKind::ToolError),
-                            (None, Some(flag)) => Outcome::Ok { cached: flag.cached() },
-                            (None, None) => Outcome::Failed(ErrorKind::NoReply),
-                        },
-                        Ok(None) => Outcome::Failed(ErrorKind::NoReply),
-                        Err(kind) => Outcome::Failed(kind),
-                    };
-                (outcome, latency)
+                let request = self.mcp_post(client, session.as_ref(), Some(protocol), Bytes::from(body));
+                self.timed_tools_call(request, id, started).await
+            }
+            TaskState::McpModern { next_id } => {
+                let id = *next_id;
+                *next_id += 1;
+                let body = format!(
+                    r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":{},"arguments":{},"_meta":{}}}}}"#,
+                    self.tool_json, self.arguments_json, MODERN_META
+                );
+                let request = self
+                    .mcp_post(
+                        client,
+                        None,
+                        Some(&HeaderValue::from_static(modern::VERSION)),
+                        Bytes::from(body),
+                    )
+                    .header(modern::METHOD_HEADER, "tools/call")
+                    .header(modern::NAME_HEADER, self.modern_name.clone());
+                self.timed_tools_call(request, id, started).await
             }
         }
+    }
+
+    /// Sends a `tools/call` and reads its reply with `id`: the outcome and the latency.
+    async fn timed_tools_call(
+        &self,
+        request: reqwest::RequestBuilder,
+        id: u64,
+        started: Instant,
+    ) -> (Outcome, Duration) {
+        let resp = match request.send().await {
+            Ok(resp) => resp,
+            Err(e) => return (Outcome::Failed(ErrorKind::from_reqwest(&e)), started.elapsed()),
+        };
+        if !resp.status().is_success() {
+            let code = resp.status().as_u16();
+            drain(resp).await;
+            return (Outcome::Failed(ErrorKind::Http(code)), started.elapsed());
+        }
+        let mut latency = started.elapsed();
+        let outcome = match read_rpc_reply_timed::<ToolResultFlag>(resp, id, started, &mut latency).await {
+            Ok(Some(reply)) => match (reply.error, reply.result) {
+                (Some(_), _) => Outcome::Failed(ErrorKind::RpcError),
+                (None, Some(flag)) if flag.is_error => Outcome::Failed(ErrorKind::ToolError),
+                (None, Some(flag)) => Outcome::Ok { cached: flag.cached() },
+                (None, None) => Outcome::Failed(ErrorKind::NoReply),
+            },
+            Ok(None) => Outcome::Failed(ErrorKind::NoReply),
+            Err(kind) => Outcome::Failed(kind),
+        };
+        (outcome, latency)
     }
 
     /// Best-effort, untimed cleanup of what `open` created.
     pub(crate) async fn close(&self, client: &reqwest::Client, state: TaskState) {
         let request = match state {
-            TaskState::Init => return,
+            TaskState::Init | TaskState::McpModern { .. } => return,
             TaskState::Call { session } => client.delete(&self.session_url).header(SESSION_HEADER, session),
             TaskState::Mcp { session: None, .. } => return,
             TaskState::Mcp { session: Some(session), protocol, .. } => client
@@ -295,6 +329,11 @@ pub(crate) enum TaskState {
         session: Option<HeaderValue>,
         /// Negotiated `MCP-Protocol-Version`.
         protocol: HeaderValue,
+        /// Next JSON-RPC id; unique across tasks.
+        next_id: u64,
+    },
+    /// Nothing to open in the modern era: every request stands alone.
+    McpModern {
         /// Next JSON-RPC id; unique across tasks.
         next_id: u64,
     },

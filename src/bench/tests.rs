@@ -138,7 +138,8 @@ fn arguments_must_be_an_object() {
 
 #[test]
 fn scenarios_round_trip_through_their_names() {
-    for scenario in [Scenario::Init, Scenario::Call, Scenario::CallCached, Scenario::Mcp] {
+    for scenario in [Scenario::Init, Scenario::Call, Scenario::CallCached, Scenario::Mcp, Scenario::McpModern]
+    {
         assert_eq!(scenario.as_str().parse::<Scenario>(), Ok(scenario));
     }
     assert!("calls".parse::<Scenario>().is_err());
@@ -254,7 +255,8 @@ async fn run_against_mock(scenario: Scenario, tool: &str) -> BenchReport {
 
 #[tokio::test]
 async fn every_scenario_stops_at_the_request_budget() {
-    for scenario in [Scenario::Init, Scenario::Call, Scenario::CallCached, Scenario::Mcp] {
+    for scenario in [Scenario::Init, Scenario::Call, Scenario::CallCached, Scenario::Mcp, Scenario::McpModern]
+    {
         let report = run_against_mock(scenario, "echo").await;
         assert_eq!((report.ok, report.errors), (60, 0), "{scenario}: {report:?}");
         let expected_cached = if scenario == Scenario::CallCached { 60 } else { 0 };

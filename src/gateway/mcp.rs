@@ -223,6 +223,9 @@ impl Gateway {
         tokio::spawn(async move {
             while let Some((channel, payload)) = rx.recv().await {
                 let Some(gateway) = gateway.upgrade() else { break };
+                if gateway.on_modern_published(&payload) {
+                    continue;
+                }
                 gateway.on_published(&channel, &payload);
             }
         });

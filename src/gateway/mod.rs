@@ -26,12 +26,14 @@ mod catalog;
 mod error;
 mod limits;
 mod mcp;
+mod modern;
 mod sessions;
 
 pub use calls::ToolCall;
 pub use catalog::Catalog;
 pub use error::GatewayError;
 pub use mcp::{Inflight, Operation};
+pub use modern::{InputRequest, ModernCalls, RequestState, RunningCall, Step, input_requests};
 pub use sessions::{Bound, Door, Prefetched, Presented, SessionView};
 
 /// Why a worker could not be assembled from its config.
@@ -71,6 +73,8 @@ pub struct Gateway {
     pub policies: Policies,
     /// Tool lists of the servers, as last fetched.
     pub catalog: Catalog,
+    /// Modern-era calls parked for the client's input, and retries waiting for other workers.
+    pub modern: ModernCalls,
 }
 
 impl Gateway {
@@ -102,6 +106,7 @@ impl Gateway {
             relay: Arc::new(ReplyRouter::new(worker_id)),
             inflight: Inflight::default(),
             catalog: Catalog::default(),
+            modern: ModernCalls::default(),
             keys: Keys::new(&config.key_prefix),
             config,
             store,

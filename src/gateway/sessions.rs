@@ -115,10 +115,21 @@ impl Gateway {
         client: Value,
         protocol_version: Option<String>,
     ) -> Result<SessionId, GatewayError> {
+        let id = SessionId::generate().map_err(|_| GatewayError::RngUnavailable)?;
+        self.create_session_as(id, credentials, client, protocol_version).await
+    }
+
+    /// [`Gateway::create_session`] under a given id (a modern principal record's).
+    pub(super) async fn create_session_as(
+        &self,
+        id: SessionId,
+        credentials: &Value,
+        client: Value,
+        protocol_version: Option<String>,
+    ) -> Result<SessionId, GatewayError> {
         self.check_sizes(credentials, &client)?;
         let verified = self.auth.verify(credentials).await?;
         self.check_rate_of(Some(&verified.principal)).await?;
-        let id = SessionId::generate().map_err(|_| GatewayError::RngUnavailable)?;
         let seal = |plain: &[u8], context: &str| {
             self.sealer.seal(plain, context).map_err(|e| GatewayError::SealFailed(e.to_string()))
         };

@@ -113,9 +113,15 @@ pub(super) async fn post(State(state): State<AppState>, headers: HeaderMap, body
         Err(rejected) => return rejected.respond(&state.metrics, "null"),
     };
     if text.trim_start().starts_with('[') {
+        if let Err(rejected) = check_protocol_version(&headers) {
+            return rejected.respond(&state.metrics, "null");
+        }
         return batch(&state, &headers, &text).await;
     }
     let Ok(message) = Envelope::parse(&text) else {
+        if let Err(rejected) = check_protocol_version(&headers) {
+            return rejected.respond(&state.metrics, "null");
+        }
         let rejected = if serde_json::from_str::<serde_json::Value>(&text).is_ok() {
             Rejected::Invalid("Invalid Request: not a JSON-RPC message")
         } else {
@@ -123,6 +129,13 @@ pub(super) async fn post(State(state): State<AppState>, headers: HeaderMap, body
         };
         return rejected.respond(&state.metrics, "null");
     };
+    // The era is chosen per request: a modern one is served statelessly (`modern.rs`).
+    if super::modern::opens_modern(&headers, message.method.as_deref(), message.params) {
+        return super::modern::post(&state, &headers, &message).await;
+    }
+    if let Err(rejected) = check_protocol_version(&headers) {
+        return rejected.respond(&state.metrics, "null");
+    }
     match message.kind() {
         Kind::Invalid => Rejected::Invalid("Invalid Request").respond(&state.metrics, "null"),
         Kind::Request if message.method.as_deref() == Some("initialize") => {
@@ -149,7 +162,7 @@ pub(super) async fn post(State(state): State<AppState>, headers: HeaderMap, body
 /// `guard.rs`), then its body as text.
 async fn read_message(state: &AppState, headers: &HeaderMap, request: Body) -> Result<String, Rejected> {
     check_accept(headers)?;
-    check_protocol_version(headers)?;
+    // The protocol version is checked once the era is known (see `post`).
     check_content_type(headers)?;
     let bytes = bounded::read(request, state.config.max_body_bytes).await.map_err(|e| match e {
         GatewayError::BodyTooLarge(limit) => Rejected::BodyTooLarge(limit),

@@ -37,6 +37,7 @@ mod conn;
 pub mod error;
 mod guard;
 mod mcp;
+mod modern;
 mod routes;
 
 #[cfg(test)]

@@ -122,6 +122,12 @@ impl ReplyRouter {
         }
     }
 
+    /// The id the child gave a pending request (raw JSON), for the modern era, which shows
+    /// the client a child's string id as the key of its input request.
+    pub fn original_id(&self, gateway_id: &str) -> Option<String> {
+        self.lock().get(gateway_id).map(|p| p.original_id.clone())
+    }
+
     /// Delivers a client's answer (`result` or `error`, raw) to the child that asked.
     pub fn deliver(
         &self,

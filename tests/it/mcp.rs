@@ -37,7 +37,7 @@ async fn post(
 }
 
 /// The JSON-RPC message of a JSON or SSE answer with the given id.
-fn answer(body: &str, id: &Value) -> Value {
+pub(crate) fn answer(body: &str, id: &Value) -> Value {
     let candidates: Vec<Value> = if body.trim_start().starts_with('{') {
         vec![serde_json::from_str(body).unwrap()]
     } else {

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# A cached tools/call through the modern front door (MCP 2026-07-28: no session, `_meta`
+# and mirrored headers on every request) against the legacy one (an MCP session), in the
+# same run: a private redis-server and one worker fronting the demo server, stopped on exit.
+#
+#   bench/modern.sh
+#
+# Knobs: MODERN_CONCURRENCY=4, MODERN_SECS=10, MODERN_ROUNDS=2 (legacy and modern
+# alternate, so drift hits both). The tool list is fetched first, so the demo server's
+# `echo` is cacheable from the first call; each scenario's first call per task is its only
+# miss. Prints the bench's JSON line per run.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+SB=${SWITCHBOARD_BIN:-$ROOT/target/release/switchboard}
+CONC=${MODERN_CONCURRENCY:-4}
+SECS=${MODERN_SECS:-10}
+ROUNDS=${MODERN_ROUNDS:-2}
+TMP=$(mktemp -d)
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+REDIS_PORT=$(free_port)
+PORT=$(free_port)
+
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$TMP" >/dev/null 2>&1 &
+PIDS+=($!)
+for _ in $(seq 100); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+
+env -i PATH="$PATH" HOME="${HOME:-/root}" RUST_LOG=warn \
+    SWITCHBOARD_LISTEN="127.0.0.1:$PORT" SWITCHBOARD_REDIS_URL="redis://127.0.0.1:$REDIS_PORT" \
+    SWITCHBOARD_SECRET_KEY="$(head -c32 /dev/urandom | base64)" SWITCHBOARD_AUTH_STATIC_TOKENS=demo \
+    "$SB" serve >"$TMP/worker.log" 2>&1 </dev/null &
+PIDS+=($!)
+for _ in $(seq 300); do curl -fs "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+
+# The tool list, so the cache policy knows `echo`'s annotations before the first call.
+curl -fs "http://127.0.0.1:$PORT/mcp" -H 'content-type: application/json' \
+    -H 'accept: application/json, text/event-stream' -H 'authorization: Bearer demo' \
+    -H 'mcp-protocol-version: 2026-07-28' -H 'mcp-method: tools/list' \
+    -d '{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}' \
+    >/dev/null
+
+for _ in $(seq "$ROUNDS"); do
+    for scenario in mcp mcp-modern; do
+        "$SB" bench --url "http://127.0.0.1:$PORT" --scenario "$scenario" -c "$CONC" -d "${SECS}s" --json
+    done
+done
