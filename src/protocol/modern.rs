@@ -125,10 +125,11 @@ pub fn decode_header_value(raw: &str) -> Option<String> {
 /// surrounding spaces, else in the `=?base64?…?=` form (as the specification requires
 /// for non-ASCII values, and for values that would be mistaken for that form).
 pub fn encode_header_value(value: &str) -> String {
+    let looks_encoded = value.starts_with(BASE64_PREFIX) && value.ends_with(BASE64_SUFFIX);
     let plain = value.bytes().all(|b| (0x20..0x7f).contains(&b))
         && !value.starts_with(' ')
         && !value.ends_with(' ')
-        && !(value.starts_with(BASE64_PREFIX) && value.ends_with(BASE64_SUFFIX));
+        && !looks_encoded;
     if plain {
         value.to_owned()
     } else {
