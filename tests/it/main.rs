@@ -12,6 +12,7 @@ mod abuse;
 mod cli;
 mod core;
 mod mcp;
+mod oauth;
 mod ops;
 mod results;
 mod store_contract;
