@@ -8,8 +8,10 @@
     checks.py refused URL ISSUER         tokens for another audience, expired, signed by an
                                          unknown key, `alg: none`, short of a scope: each gets
                                          the right 401/403 with a usable WWW-Authenticate
-    checks.py accepted URL ISSUER KID    a fresh client-credentials token (signed with KID) opens
-                                         a session: after a key rotation, without a restart
+    checks.py accepted URL ISSUER KID [RESOURCE]
+                                         a fresh client-credentials token for RESOURCE (default
+                                         URL), signed with KID, opens a session at URL: after a
+                                         key rotation, without a restart
 
 Prints one "PASS name: detail" / "FAIL name: detail" line per check; exits 1 on any FAIL.
 """
@@ -191,7 +193,7 @@ async def flow(url: str, issuer: str) -> None:
             result = await client.call_tool("echo", {"text": "authorized"})
             text = result.content[0].text if result.content else ""
             report("authorized" in text and not result.is_error, "SDK: tools/call echo", text[:80])
-            summary = await client.call_tool("survey_summary", {"survey": "q3-onboarding"})
+            summary = await client.call_tool("survey_summary", {"survey": "onboarding-2025"})
             report(not summary.is_error, "SDK: tools/call survey_summary (the demo's API key is the `sub` claim)",
                    (summary.content[0].text if summary.content else "")[:80])
 
@@ -246,12 +248,12 @@ def refused(url: str, issuer: str) -> None:
            "no token: 401 with resource_metadata (no error code, RFC 6750)", response.headers.get("www-authenticate", ""))
 
 
-def accepted(url: str, issuer: str, kid: str) -> None:
-    token = client_token(issuer, "checks", url, "mcp who:use")
+def accepted(url: str, issuer: str, kid: str, resource: str) -> None:
+    token = client_token(issuer, "checks", resource, "mcp who:use")
     response = initialize(url, token)
     report(
         header_of(token).get("kid") == kid and response.status_code == 200,
-        f"a token signed with key {kid} is accepted",
+        f"a token signed with key {kid} is accepted at {url}",
         f"token kid {header_of(token).get('kid')}; HTTP {response.status_code} {response.text[:120] if response.status_code != 200 else ''}",
     )
 
@@ -264,7 +266,7 @@ def main() -> int:
         elif command == "refused":
             refused(url, issuer)
         elif command == "accepted":
-            accepted(url, issuer, sys.argv[4])
+            accepted(url, issuer, sys.argv[4], sys.argv[5] if len(sys.argv) > 5 else url)
         else:
             raise SystemExit(f"unknown command {command}")
     except Exception as e:  # a crash is a FAIL line of its own

