@@ -33,6 +33,13 @@ pub const ENV_KEYS: &[&str] = &[
     "SWITCHBOARD_LIMITS_BURST",
     "SWITCHBOARD_AUTH_REQUIRE_PRINCIPAL",
     "SWITCHBOARD_CACHE_SEAL",
+    "SWITCHBOARD_AUTH_ISSUER",
+    "SWITCHBOARD_AUTH_AUDIENCE",
+    "SWITCHBOARD_AUTH_JWKS_URL",
+    "SWITCHBOARD_AUTH_INTROSPECTION_URL",
+    "SWITCHBOARD_AUTH_INTROSPECTION_CLIENT_ID",
+    "SWITCHBOARD_AUTH_INTROSPECTION_CLIENT_SECRET",
+    "SWITCHBOARD_AUTH_REQUIRED_SCOPES",
 ];
 
 /// The token accepted by the embedded default when nothing else is configured.
@@ -73,6 +80,12 @@ pub enum AuthMode {
     Http,
     /// Anything goes; every session has the principal `anonymous`.
     None,
+    /// An OAuth 2.1 resource server (the MCP authorization specification): bearer access
+    /// tokens issued by `auth.issuer` for `auth.audience`, checked on every request (JWTs
+    /// against the issuer's keys, opaque tokens by introspection). The principal is the
+    /// token's (`iss`, `sub`).
+    #[serde(rename = "oauth")]
+    OAuth,
 }
 
 /// The whole configuration. Every field has a default, so an empty file is valid.
@@ -217,6 +230,49 @@ pub struct AuthConfig {
     /// (`Authorization: Bearer`). Off by default so the legacy API's clients, which send only
     /// the session id, keep working on sessions made on `/init`.
     pub require_principal: bool,
+    /// `oauth` mode: the authorization server's issuer identifier (exactly as in its
+    /// metadata and the tokens' `iss`); its keys are found through its RFC 8414 / OpenID
+    /// Connect metadata unless `jwks_url` is set.
+    pub issuer: Option<String>,
+    /// `oauth` mode: this gateway's canonical resource URL (`https://gw.example.com/mcp`):
+    /// the audience a token must name (RFC 8707), and the `resource` of the protected
+    /// resource metadata (RFC 9728).
+    pub audience: Option<String>,
+    /// `oauth` mode: the issuer's JWK Set, when its metadata does not name it (or must not
+    /// be fetched).
+    pub jwks_url: Option<String>,
+    /// `oauth` mode: the RFC 7662 introspection endpoint for opaque (non-JWT) access tokens.
+    pub introspection_url: Option<String>,
+    /// The client id the gateway authenticates with at `introspection_url` (HTTP Basic).
+    pub introspection_client_id: Option<String>,
+    /// The client secret for `introspection_url`.
+    pub introspection_client_secret: Option<String>,
+    /// `oauth` mode: scopes every request's token must carry (403 `insufficient_scope`
+    /// otherwise); servers and tools may require more (`servers.*.required_scopes`).
+    pub required_scopes: Vec<String>,
+    /// `oauth` mode: scopes advertised in the protected resource metadata besides the
+    /// required ones (empty: the required scopes of the config, all levels).
+    pub scopes_supported: Vec<String>,
+    /// `oauth` mode: clock skew allowed on `exp` and `nbf`. 60 s: common server clock drift,
+    /// short against token lifetimes of minutes.
+    #[serde(with = "secs_f64", rename = "leeway_secs")]
+    pub leeway: Duration,
+    /// `oauth` mode: how long the issuer's keys are used before they are fetched again.
+    /// One hour: keys rotate over days, and an unknown `kid` fetches them at once anyway.
+    #[serde(with = "secs_f64", rename = "jwks_cache_secs")]
+    pub jwks_cache: Duration,
+    /// `oauth` mode: least time between two fetches of the keys caused by an unknown `kid`,
+    /// so tokens with made-up key ids cannot make the gateway hammer the issuer. 10 s: a
+    /// rotated key is picked up within seconds.
+    #[serde(with = "secs_f64", rename = "jwks_refetch_min_secs")]
+    pub jwks_refetch_min: Duration,
+    /// `oauth` mode: most introspection answers kept (each until its token expires, at most
+    /// `introspection_cache_secs`); the oldest half goes when full.
+    pub introspection_cache_entries: usize,
+    /// `oauth` mode: longest time an introspection answer is trusted. 5 minutes bounds how
+    /// long a revoked opaque token keeps working.
+    #[serde(with = "secs_f64", rename = "introspection_cache_secs")]
+    pub introspection_cache: Duration,
 }
 
 /// The HTTP edge: `Origin` and `Host` checks (every route) and connection limits.
@@ -300,6 +356,15 @@ pub struct ServerConfig {
     /// something else takes the children down with the worker (the shipped systemd unit's
     /// `KillMode=mixed`); servers that exit when stdin closes exit with the worker anyway.
     pub parent_death_signal: bool,
+    /// `oauth` mode: scopes a token needs to list and call this server's tools (beyond
+    /// `auth.required_scopes`); a tool's own `required_scopes` add to them.
+    pub required_scopes: Vec<String>,
+    /// `oauth` mode: give the child the client's access token (as `MCP_ACCESS_TOKEN`, or
+    /// wherever an `env` value says `{credentials.access_token}`). Off: a token issued for
+    /// this gateway is never passed on to another API (the confused-deputy rule of the MCP
+    /// authorization specification); turn it on only for a server that is itself a
+    /// resource of the same audience.
+    pub pass_access_token: bool,
 }
 
 /// Whether results of a tool are cached.
@@ -324,6 +389,9 @@ pub struct ToolConfig {
     pub filter: Option<String>,
     /// Results larger than this are cut with a visible marker.
     pub max_result_bytes: Option<usize>,
+    /// `oauth` mode: scopes a token needs to call this tool (and to see it listed), beyond
+    /// those of its server and `auth.required_scopes`.
+    pub required_scopes: Vec<String>,
 }
 
 impl Default for Config {
@@ -379,6 +447,19 @@ impl Default for AuthConfig {
             url: None,
             timeout: Duration::from_secs(10),
             require_principal: false,
+            issuer: None,
+            audience: None,
+            jwks_url: None,
+            introspection_url: None,
+            introspection_client_id: None,
+            introspection_client_secret: None,
+            required_scopes: Vec::new(),
+            scopes_supported: Vec::new(),
+            leeway: Duration::from_secs(60),
+            jwks_cache: Duration::from_secs(3600),
+            jwks_refetch_min: Duration::from_secs(10),
+            introspection_cache_entries: 10_000,
+            introspection_cache: Duration::from_secs(300),
         }
     }
 }
@@ -404,6 +485,8 @@ impl Default for ServerConfig {
             prespawn_max_age: Duration::from_secs(60),
             warm_idle: Duration::from_secs(60),
             parent_death_signal: true,
+            required_scopes: Vec::new(),
+            pass_access_token: false,
         }
     }
 }
@@ -476,10 +559,11 @@ impl Config {
                 "static" => AuthMode::Static,
                 "http" => AuthMode::Http,
                 "none" => AuthMode::None,
+                "oauth" => AuthMode::OAuth,
                 other => {
                     return Err(ConfigError::Env {
                         key: "SWITCHBOARD_AUTH_MODE",
-                        message: format!("`{other}` is not one of static, http, none"),
+                        message: format!("`{other}` is not one of static, http, none, oauth"),
                     });
                 }
             });
@@ -520,6 +604,23 @@ impl Config {
         if let Some(v) = get("SWITCHBOARD_CACHE_SEAL") {
             self.cache_seal = Some(parse("SWITCHBOARD_CACHE_SEAL", &v)?);
         }
+        let oauth_urls = [
+            ("SWITCHBOARD_AUTH_ISSUER", &mut self.auth.issuer),
+            ("SWITCHBOARD_AUTH_AUDIENCE", &mut self.auth.audience),
+            ("SWITCHBOARD_AUTH_JWKS_URL", &mut self.auth.jwks_url),
+            ("SWITCHBOARD_AUTH_INTROSPECTION_URL", &mut self.auth.introspection_url),
+            ("SWITCHBOARD_AUTH_INTROSPECTION_CLIENT_ID", &mut self.auth.introspection_client_id),
+            ("SWITCHBOARD_AUTH_INTROSPECTION_CLIENT_SECRET", &mut self.auth.introspection_client_secret),
+        ];
+        for (key, field) in oauth_urls {
+            if let Some(v) = get(key) {
+                *field = Some(v.trim().to_string());
+            }
+        }
+        if let Some(v) = get("SWITCHBOARD_AUTH_REQUIRED_SCOPES") {
+            self.auth.required_scopes =
+                v.split([',', ' ']).filter(|s| !s.is_empty()).map(String::from).collect();
+        }
         Ok(())
     }
 
@@ -528,6 +629,9 @@ impl Config {
             if let Some(first) = server.command.first_mut().filter(|w| *w == SELF_COMMAND) {
                 *first = self_exe.to_string();
             }
+            if server.pass_access_token && !server.env.values().any(|v| v.contains(ACCESS_TOKEN_TEMPLATE)) {
+                server.env.insert(ACCESS_TOKEN_ENV.into(), ACCESS_TOKEN_TEMPLATE.into());
+            }
         }
         if self.servers.is_empty() {
             // The embedded default: the demo analytics server is this very binary.
@@ -535,7 +639,11 @@ impl Config {
                 command: vec![self_exe.to_string(), "demo-server".into()],
                 ..ServerConfig::default()
             };
-            demo.env.insert("DEMO_TOKEN".into(), "{credentials.token}".into());
+            // Auth mode `oauth` never hands the access token on: the demo's "API key" is then
+            // the user's identity.
+            let credential =
+                if self.auth.mode == Some(AuthMode::OAuth) { "{claims.sub}" } else { "{credentials.token}" };
+            demo.env.insert("DEMO_TOKEN".into(), credential.into());
             self.servers.insert(DEFAULT_SERVER.into(), demo);
         }
         if self.auth.mode.is_none() {
@@ -597,6 +705,7 @@ impl Config {
             AuthMode::Http if self.auth.url.is_none() => {
                 invalid("auth mode http needs auth.url (SWITCHBOARD_AUTH_URL)".into());
             }
+            AuthMode::OAuth => self.oauth_problems(&mut invalid),
             _ => {}
         }
         if self.redis_url.is_some() && self.secret_key.is_none() {
@@ -612,7 +721,7 @@ impl Config {
                 invalid(format!("servers.{name}: command is empty"));
             }
             if server.prespawn > 0 {
-                if server.env.values().any(|v| v.contains("{credentials.")) {
+                if server.env.values().any(|v| v.contains("{credentials.") || v.contains("{claims.")) {
                     invalid(format!(
                         "servers.{name}: prespawn needs an environment that does not depend on the \
                          session (its env maps credentials)"
@@ -631,6 +740,67 @@ impl Config {
             }
         }
         problems
+    }
+
+    /// What is wrong with the `oauth` settings, one sentence each.
+    fn oauth_problems(&self, invalid: &mut dyn FnMut(String)) {
+        let auth = &self.auth;
+        match auth.issuer.as_deref() {
+            None => invalid("auth mode oauth needs auth.issuer (SWITCHBOARD_AUTH_ISSUER)".into()),
+            Some(url) if !is_http_url(url) => invalid(format!("auth.issuer `{url}` must be an http(s) URL")),
+            Some(_) => {}
+        }
+        match auth.audience.as_deref() {
+            None => invalid(
+                "auth mode oauth needs auth.audience (SWITCHBOARD_AUTH_AUDIENCE): this gateway's \
+                 canonical URL, such as https://gw.example.com/mcp"
+                    .into(),
+            ),
+            Some(url) if !is_http_url(url) || url.contains('#') => {
+                invalid(format!("auth.audience `{url}` must be an http(s) URL without a fragment"))
+            }
+            Some(_) => {}
+        }
+        for (key, url) in [("jwks_url", &auth.jwks_url), ("introspection_url", &auth.introspection_url)] {
+            if let Some(url) = url.as_deref().filter(|u| !is_http_url(u)) {
+                invalid(format!("auth.{key} `{url}` must be an http(s) URL"));
+            }
+        }
+        if auth.introspection_url.is_some()
+            && (auth.introspection_client_id.is_none() || auth.introspection_client_secret.is_none())
+        {
+            invalid(
+                "auth.introspection_url needs auth.introspection_client_id and \
+                 auth.introspection_client_secret"
+                    .into(),
+            );
+        }
+        if auth.introspection_cache_entries == 0 {
+            invalid("auth.introspection_cache_entries must be at least 1".into());
+        }
+        for (name, server) in &self.servers {
+            if !server.pass_access_token && server.env.values().any(|v| v.contains(ACCESS_TOKEN_TEMPLATE)) {
+                invalid(format!(
+                    "servers.{name}: env passes the client's access token ({ACCESS_TOKEN_TEMPLATE}) but \
+                     pass_access_token is off: set it only for a server meant to receive tokens \
+                     issued for this gateway"
+                ));
+            }
+        }
+    }
+
+    /// Every scope the config requires, at any level: what the protected resource metadata
+    /// advertises unless `auth.scopes_supported` says otherwise.
+    pub fn scopes_supported(&self) -> Vec<String> {
+        let mut scopes: Vec<String> = self.auth.required_scopes.clone();
+        scopes.extend(self.auth.scopes_supported.iter().cloned());
+        for server in self.servers.values() {
+            scopes.extend(server.required_scopes.iter().cloned());
+            scopes.extend(server.tools.values().flat_map(|t| t.required_scopes.iter().cloned()));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        scopes.retain(|s| seen.insert(s.clone()));
+        scopes
     }
 
     /// The auth mode in force (always set after [`Config::load`]).
@@ -675,6 +845,9 @@ impl Config {
         }
         copy.secret_keys_old.iter_mut().for_each(redact);
         copy.auth.static_tokens.iter_mut().for_each(redact);
+        if let Some(secret) = copy.auth.introspection_client_secret.as_mut() {
+            redact(secret);
+        }
         for url in [copy.redis_url.as_mut(), copy.auth.url.as_mut()].into_iter().flatten() {
             *url = redact_url_userinfo(url);
         }
@@ -709,6 +882,18 @@ fn split_userinfo(url: &str) -> Option<(&str, &str, &str)> {
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let at = rest[..authority_end].rfind('@')?;
     Some((&url[..scheme_end], &rest[..at], &rest[at..]))
+}
+
+/// The variable a server with `pass_access_token` receives the client's token in, unless its
+/// `env` names another.
+pub const ACCESS_TOKEN_ENV: &str = "MCP_ACCESS_TOKEN";
+
+/// The template of the client's access token (`oauth` mode, `pass_access_token` only).
+pub const ACCESS_TOKEN_TEMPLATE: &str = "{credentials.access_token}";
+
+fn is_http_url(url: &str) -> bool {
+    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
+    rest.is_some_and(|r| !r.is_empty() && !r.starts_with('/'))
 }
 
 fn split_list(value: &str) -> Vec<String> {

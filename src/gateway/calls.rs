@@ -182,6 +182,10 @@ impl Run<'_> {
         if !gateway.allowed(call.server, call.tool) {
             return Err(GatewayError::ToolDenied(call.tool.to_string()));
         }
+        if let Some(bound) = self.bound {
+            // Auth mode `oauth`: the scopes of the server and tool, cache hits included.
+            gateway.auth.check_scopes(&bound.credentials, call.server, Some(call.tool))?;
+        }
         let cacheable = self.cacheable().await;
         if cacheable == Some(false) {
             CacheLookup(CacheOp::Bypass).emit(&gateway.metrics);

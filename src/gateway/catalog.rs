@@ -88,6 +88,11 @@ impl Gateway {
                 Err(e) => return Err(e),
             };
             for tool in tools.iter() {
+                // Auth mode `oauth`: a tool the token has no scopes for is not listed.
+                let name = tool.get("name").and_then(Value::as_str);
+                if self.auth.check_scopes(credentials, server, name).is_err() {
+                    continue;
+                }
                 let mut tool = tool.clone();
                 if prefixed
                     && let Some(name) =

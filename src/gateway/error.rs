@@ -90,6 +90,8 @@ impl GatewayError {
             Self::Auth(AuthError::Malformed(_)) => "bad_credentials",
             Self::Auth(AuthError::Invalid) => "invalid_credentials",
             Self::Auth(AuthError::Unavailable(_)) => "auth_unavailable",
+            Self::Auth(AuthError::InvalidToken(_)) => "invalid_token",
+            Self::Auth(AuthError::InsufficientScope { .. }) => "insufficient_scope",
             Self::Store(StoreError::Unavailable(_) | StoreError::Full) => "store_unavailable",
             Self::Store(StoreError::Corrupt(_)) => "store_corrupt",
             Self::Store(StoreError::VersionSkew { .. }) => "store_version_skew",

@@ -40,8 +40,14 @@ impl Gateway {
         client: Value,
         version: &str,
     ) -> Result<(SessionId, Value), GatewayError> {
-        self.auth.verify(credentials).await?;
-        let result = self.initialize_result(credentials, version).await?;
+        let verified = self.auth.verify(credentials).await?;
+        // What the servers see: in auth mode `oauth`, never the access token unless opted in.
+        let mut seen = self.auth.stored_credentials(credentials, &verified);
+        if let Some(token) = credentials.get("token").and_then(Value::as_str).filter(|_| self.auth.is_oauth())
+        {
+            self.auth.request_credentials(&mut seen, &verified, token);
+        }
+        let result = self.initialize_result(&seen, version).await?;
         let session = self.create_session(credentials, client, Some(version.to_string())).await?;
         Ok((session, result))
     }

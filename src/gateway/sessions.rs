@@ -7,12 +7,17 @@
 //! the session id alone), and only while `auth.require_principal` is off; on `/mcp`, only
 //! for a session opened without a token (`auth.mode = none`). Every refusal is
 //! `SessionNotFound`: to this caller, another principal's session does not exist.
+//!
+//! In auth mode `oauth` a session is bound to a principal, not to a token: access tokens are
+//! short-lived and refreshed, so every request presents a token that is checked afresh
+//! (none: 401) and whose (`iss`, `sub`) must be the session's.
 
 use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 
 use super::{Gateway, GatewayError, Operation};
+use crate::auth::AuthError;
 use crate::results::cache_field;
 use crate::session::{SCHEMA_VERSION, SessionId, SessionRecord, merge_patch, now_ms};
 use crate::store::CasOutcome;
@@ -130,6 +135,8 @@ impl Gateway {
         self.check_sizes(credentials, &client)?;
         let verified = self.auth.verify(credentials).await?;
         self.check_rate_of(Some(&verified.principal)).await?;
+        let stored = self.auth.stored_credentials(credentials, &verified);
+        let credentials = &stored;
         let seal = |plain: &[u8], context: &str| {
             self.sealer.seal(plain, context).map_err(|e| GatewayError::SealFailed(e.to_string()))
         };
@@ -204,7 +211,12 @@ impl Gateway {
             }
             _ => None,
         };
-        self.bind_session(id, presented, field).await
+        let bound = self.bind_session(id, presented, field).await?;
+        if let Some(Operation::CallTool { server, tool, .. }) = operation {
+            // Before anything runs: a 403 the client can step up from.
+            self.auth.check_scopes(&bound.credentials, server, Some(tool))?;
+        }
+        Ok(bound)
     }
 
     /// [`Gateway::bind_for`] with the session id parsed and the cache field to read with
@@ -215,6 +227,9 @@ impl Gateway {
         presented: Presented<'_>,
         field: Option<String>,
     ) -> Result<Bound, GatewayError> {
+        if self.auth.is_oauth() {
+            return self.bind_principal(id, presented, field).await;
+        }
         // The principal's rate is taken alongside the load when the credentials name it.
         let known = self.auth.known_principal(presented.token);
         let (loaded, rate) = tokio::join!(self.load_for(&id, field), self.check_rate_of(known.as_deref()));
@@ -228,6 +243,30 @@ impl Gateway {
         if known.is_none() {
             self.check_rate(&record).await?;
         }
+        Ok(Bound { id, record, credentials, prefetched })
+    }
+
+    /// [`Gateway::bind_session`] in auth mode `oauth`: the presented access token is checked,
+    /// and its principal must be the session's.
+    async fn bind_principal(
+        &self,
+        id: SessionId,
+        presented: Presented<'_>,
+        field: Option<String>,
+    ) -> Result<Bound, GatewayError> {
+        let Some(token) = presented.token else { return Err(AuthError::Missing.into()) };
+        let verified = self.auth.verify_bearer(token).await?;
+        let (loaded, rate) =
+            tokio::join!(self.load_for(&id, field), self.check_rate_of(Some(&verified.principal)));
+        rate?;
+        let (record, prefetched) = loaded?;
+        // Principals are not secret, but compare in constant time all the same.
+        if blake3::hash(record.principal.as_bytes()) != blake3::hash(verified.principal.as_bytes()) {
+            SessionEvent::NotFound.emit(&self.metrics);
+            return Err(GatewayError::SessionNotFound);
+        }
+        let mut credentials = self.credentials(&id, &record)?;
+        self.auth.request_credentials(&mut credentials, &verified, token);
         Ok(Bound { id, record, credentials, prefetched })
     }
 

@@ -32,11 +32,83 @@ pub struct ApiError {
     retry_after: Option<u32>,
     /// Extra JSON merged into the error object (the MCP server's own error, for instance).
     detail: Option<serde_json::Value>,
+    /// What a bearer-token challenge says about this refusal (auth mode `oauth` renders it
+    /// as `WWW-Authenticate`).
+    challenge: Option<Challenge>,
+}
+
+/// The parameters of a `WWW-Authenticate: Bearer` challenge (RFC 6750, RFC 9728) that an
+/// authentication failure carries, as a response extension. `guard.rs` writes the header in
+/// auth mode `oauth`, where it knows the protected resource metadata's URL; other modes
+/// leave it unsent.
+#[derive(Debug, Clone)]
+pub struct Challenge {
+    /// `invalid_token`, `insufficient_scope`; none when no token was presented.
+    pub error: Option<&'static str>,
+    /// A sentence for a person.
+    pub description: Option<String>,
+    /// The scopes the request needs.
+    pub scope: Option<String>,
+}
+
+impl Challenge {
+    /// The failure's challenge, if it is one of authentication.
+    fn of(e: &AuthError) -> Option<Self> {
+        match e {
+            AuthError::Missing => Some(Self { error: None, description: None, scope: None }),
+            AuthError::InvalidToken(why) => {
+                Some(Self { error: Some("invalid_token"), description: Some(why.clone()), scope: None })
+            }
+            AuthError::Invalid => Some(Self {
+                error: Some("invalid_token"),
+                description: Some("the credentials were refused".into()),
+                scope: None,
+            }),
+            AuthError::InsufficientScope { scope } => Some(Self {
+                error: Some("insufficient_scope"),
+                description: Some(format!("this request needs the scopes: {scope}")),
+                scope: Some(scope.clone()),
+            }),
+            AuthError::Malformed(_) | AuthError::Unavailable(_) => None,
+        }
+    }
+
+    /// The header value, with `resource_metadata` (RFC 9728) and the scopes to ask for
+    /// when the refusal names none (`default_scope`).
+    pub fn header(&self, resource_metadata: &str, default_scope: &str) -> String {
+        let mut value = format!("Bearer resource_metadata=\"{}\"", quoted(resource_metadata));
+        let scope = self.scope.as_deref().unwrap_or(default_scope);
+        if !scope.is_empty() {
+            value.push_str(&format!(", scope=\"{}\"", quoted(scope)));
+        }
+        if let Some(error) = self.error {
+            value.push_str(&format!(", error=\"{error}\""));
+        }
+        if let Some(description) = &self.description {
+            value.push_str(&format!(", error_description=\"{}\"", quoted(description)));
+        }
+        value
+    }
+}
+
+/// Text fit for an HTTP quoted-string: printable ASCII without `"` and `\\`.
+fn quoted(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' {
+                c
+            } else if c == ' ' {
+                ' '
+            } else {
+                '?'
+            }
+        })
+        .collect()
 }
 
 impl ApiError {
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), retry_after: None, detail: None }
+        Self { status, code, message: message.into(), retry_after: None, detail: None, challenge: None }
     }
 
     /// No route matches the request.
@@ -64,6 +136,9 @@ impl ApiError {
         let mut response = rpc_response(self.status, id, GATEWAY_ERROR, &self.message);
         if let Some(secs) = self.retry_after {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if let Some(challenge) = self.challenge {
+            response.extensions_mut().insert(challenge);
         }
         response
     }
@@ -95,14 +170,19 @@ impl From<GatewayError> for ApiError {
             GatewayError::RateLimited(secs) => Some(secs.max(1)),
             _ => None,
         };
-        Self { retry_after, ..Self::new(status, code, e.to_string()) }
+        let challenge = match &e {
+            GatewayError::Auth(auth) => Challenge::of(auth),
+            _ => None,
+        };
+        Self { retry_after, challenge, ..Self::new(status, code, e.to_string()) }
     }
 }
 
 fn auth_status(e: &AuthError) -> StatusCode {
     match e {
         AuthError::Malformed(_) => StatusCode::BAD_REQUEST,
-        AuthError::Invalid | AuthError::Missing => StatusCode::UNAUTHORIZED,
+        AuthError::Invalid | AuthError::Missing | AuthError::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+        AuthError::InsufficientScope { .. } => StatusCode::FORBIDDEN,
         AuthError::Unavailable(_) => StatusCode::BAD_GATEWAY,
     }
 }
@@ -182,6 +262,9 @@ impl IntoResponse for ApiError {
         if let Some(secs) = self.retry_after {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
+        if let Some(challenge) = self.challenge {
+            response.extensions_mut().insert(challenge);
+        }
         response
     }
 }
@@ -229,6 +312,11 @@ pub fn rpc_limit_line(id: &str, message: &str) -> String {
 /// `/mcp`: the answer to a request that failed before anything was streamed: `200` with
 /// the error line, except a saturated worker, which is `503` with `Retry-After`.
 pub fn rpc_answer(id: &str, e: GatewayError) -> Response {
+    if matches!(e, GatewayError::Auth(_)) {
+        // A refused token (or one short of a scope) is the HTTP status and its challenge,
+        // so the client can act on it (authorize again, step up).
+        return rpc_rejection(id, e);
+    }
     if matches!(e, GatewayError::Upstream(UpstreamError::Saturated)) {
         let mut response =
             rpc_response(StatusCode::SERVICE_UNAVAILABLE, id, GATEWAY_ERROR, "worker saturated; retry");

@@ -39,6 +39,7 @@ mod guard;
 mod mcp;
 mod modern;
 mod routes;
+mod well_known;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // tests may panic on purpose
@@ -123,6 +124,8 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(admin::healthz))
         .route("/readyz", get(admin::readyz))
         .route("/metrics", get(admin::metrics))
+        .route(well_known::PREFIX, get(well_known::protected_resource))
+        .route(&format!("{}/{{*resource}}", well_known::PREFIX), get(well_known::protected_resource))
         .fallback(|| async { ApiError::no_route() })
         // axum adds the `Allow` header to this answer.
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed("") })

@@ -67,8 +67,17 @@ async fn bind(
     state.bind_session(id, presented, field).await
 }
 
-pub(super) async fn init(State(state): State<AppState>, request: Body) -> Answer {
-    let request: InitRequest = body::parse(request, state.config.max_body_bytes).await?;
+pub(super) async fn init(State(state): State<AppState>, headers: HeaderMap, request: Body) -> Answer {
+    let mut request: InitRequest = body::parse(request, state.config.max_body_bytes).await?;
+    if state.auth.is_oauth()
+        && let Some(token) = bearer_token(&headers)
+    {
+        // Auth mode `oauth`: the access token comes in the header; the body may add
+        // credentials for the servers (never stored with the token).
+        let mut credentials = request.credentials.as_object().cloned().unwrap_or_default();
+        credentials.insert("token".into(), serde_json::Value::String(token.to_string()));
+        request.credentials = serde_json::Value::Object(credentials);
+    }
     let client = request.client.unwrap_or(serde_json::Value::Null);
     let id = state.create_session(&request.credentials, client, None).await?;
     let body = serde_json::json!({ "session_id": id.as_str(), "idle_ttl_secs": state.config.idle_ttl_secs });

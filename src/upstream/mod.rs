@@ -99,7 +99,8 @@ struct ServerRuntime {
     metrics: Option<Arc<Metrics>>,
 }
 
-/// A value with `{credentials.PATH}` placeholders.
+/// A value with `{credentials.PATH}` placeholders; `{claims.PATH}` is
+/// `{credentials.claims.PATH}`, the access token's claims in auth mode `oauth`.
 #[derive(Debug, Clone)]
 struct Template(Vec<Piece>);
 
@@ -113,13 +114,21 @@ impl Template {
     fn parse(text: &str) -> Self {
         let mut pieces = Vec::new();
         let mut rest = text;
-        while let Some(start) = rest.find("{credentials.") {
+        let next = |rest: &str| {
+            let credential = rest.find("{credentials.").map(|at| (at, "credentials."));
+            let claim = rest.find("{claims.").map(|at| (at, "claims."));
+            credential.into_iter().chain(claim).min_by_key(|(at, _)| *at)
+        };
+        while let Some((start, prefix)) = next(rest) {
             let after = &rest[start + 1..];
             let Some(end) = after.find('}') else { break };
             if start > 0 {
                 pieces.push(Piece::Text(rest[..start].to_string()));
             }
-            let path = after["credentials.".len()..end].split('.').map(String::from).collect();
+            let mut path: Vec<String> = after[prefix.len()..end].split('.').map(String::from).collect();
+            if prefix == "claims." {
+                path.insert(0, "claims".into());
+            }
             pieces.push(Piece::Credential(path));
             rest = &after[end + 1..];
         }

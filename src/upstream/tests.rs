@@ -15,6 +15,16 @@ fn credentials_map_into_templates() {
     assert_eq!(Template::parse("{credentials.token").render(&creds).as_deref(), Some("{credentials.token"));
 }
 
+#[test]
+fn claims_map_into_templates_as_credentials_claims() {
+    let creds = json!({"token": "t0k", "claims": {"email": "a@b.c", "sub": "u1"}});
+    let mixed = Template::parse("{claims.sub}:{credentials.token}:{claims.email}");
+    assert_eq!(mixed.render(&creds).as_deref(), Some("u1:t0k:a@b.c"));
+    assert!(!Template::parse("{claims.email}").is_constant());
+    assert_eq!(Template::parse("{claims.missing}").render(&creds), None);
+    assert_eq!(Template::parse("{claims.email}").render(&json!({"token": "t"})), None);
+}
+
 /// A tiny MCP server in POSIX sh: `initialize` (an error with id null with `MODE=initerr`),
 /// a two-page `tools/list` (an error with `MODE=nolist`), and `tools/call` answering with its
 /// `TOKEN` and its own pid (never, with `TOKEN=hang`).

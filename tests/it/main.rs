@@ -13,6 +13,7 @@ mod cli;
 mod core;
 mod mcp;
 mod modern;
+mod oauth;
 mod ops;
 mod results;
 mod store_contract;
