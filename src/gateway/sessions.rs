@@ -228,7 +228,7 @@ impl Gateway {
         field: Option<String>,
     ) -> Result<Bound, GatewayError> {
         if self.auth.is_oauth() {
-            return self.bind_principal(id, presented, field).await;
+            return self.bind_oauth(id, presented, field).await;
         }
         // The principal's rate is taken alongside the load when the credentials name it.
         let known = self.auth.known_principal(presented.token);
@@ -248,7 +248,7 @@ impl Gateway {
 
     /// [`Gateway::bind_session`] in auth mode `oauth`: the presented access token is checked,
     /// and its principal must be the session's.
-    async fn bind_principal(
+    async fn bind_oauth(
         &self,
         id: SessionId,
         presented: Presented<'_>,
