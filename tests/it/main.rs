@@ -12,6 +12,7 @@ mod abuse;
 mod cli;
 mod core;
 mod mcp;
+mod modern_back;
 mod ops;
 mod results;
 mod store_contract;
