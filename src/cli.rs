@@ -102,6 +102,10 @@ pub enum Command {
         /// Bound on each HTTP call to the gateway, in seconds.
         #[arg(long, default_value_t = 60.0)]
         timeout_secs: f64,
+        /// Protocol era of `--transport mcp`: `auto` probes `server/discover` and falls back
+        /// to `initialize`; `legacy` (2025-11-25) or `modern` (2026-07-28) force one.
+        #[arg(long, default_value = "auto")]
+        protocol: crate::bridge::Protocol,
     },
 }
 
@@ -169,7 +173,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bridge { action: Some(action), .. } => bridge_action(action),
-        Command::Bridge { action: None, url, transport, timeout_secs } => {
+        Command::Bridge { action: None, url, transport, timeout_secs, protocol } => {
             let url = url.context("--url (or SWITCHBOARD_URL) is required")?;
             telemetry::init_logging(cli.log_format, "warn");
             let credentials = crate::bridge::credentials_from_env(&process_env)?;
@@ -183,6 +187,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
             }
             let mut options = crate::bridge::BridgeOptions::new(url, transport, credentials);
+            options.protocol = protocol;
             options.request_timeout = std::time::Duration::try_from_secs_f64(timeout_secs)
                 .context("--timeout-secs must be a positive number")?;
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;

@@ -40,6 +40,7 @@ pub const ENV_KEYS: &[&str] = &[
     "SWITCHBOARD_AUTH_INTROSPECTION_CLIENT_ID",
     "SWITCHBOARD_AUTH_INTROSPECTION_CLIENT_SECRET",
     "SWITCHBOARD_AUTH_REQUIRED_SCOPES",
+    "SWITCHBOARD_MCP_PROTOCOL",
 ];
 
 /// The token accepted by the embedded default when nothing else is configured.
@@ -365,6 +366,37 @@ pub struct ServerConfig {
     /// authorization specification); turn it on only for a server that is itself a
     /// resource of the same audience.
     pub pass_access_token: bool,
+    /// The protocol era the gateway speaks to the server: `legacy` (`initialize`, then the
+    /// request), `modern` (2026-07-28: each request alone, stateless, with its `_meta`; one
+    /// round trip) or `auto` (learn once per config, for the whole fleet, whether the server
+    /// answers `server/discover`, then speak modern to it; legacy otherwise).
+    pub protocol: ServerProtocol,
+}
+
+/// Which protocol era the gateway speaks to a server it spawns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServerProtocol {
+    /// Probe with `server/discover` once per config hash; modern if it answers, else legacy.
+    #[default]
+    Auto,
+    /// `initialize` + `notifications/initialized` before every request.
+    Legacy,
+    /// Every request stateless with `_meta`, no handshake.
+    Modern,
+}
+
+impl std::str::FromStr for ServerProtocol {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "auto" => Ok(Self::Auto),
+            "legacy" => Ok(Self::Legacy),
+            "modern" => Ok(Self::Modern),
+            other => Err(format!("`{other}` is not one of auto, legacy, modern")),
+        }
+    }
 }
 
 /// Whether results of a tool are cached.
@@ -487,6 +519,7 @@ impl Default for ServerConfig {
             parent_death_signal: true,
             required_scopes: Vec::new(),
             pass_access_token: false,
+            protocol: ServerProtocol::Auto,
         }
     }
 }
@@ -579,6 +612,16 @@ impl Config {
                 .map_err(|e| ConfigError::Env { key: "SWITCHBOARD_MCP_COMMAND", message: e.to_string() })?;
             let server = self.servers.entry(DEFAULT_SERVER.into()).or_default();
             server.command = words;
+        }
+        if let Some(v) = get("SWITCHBOARD_MCP_PROTOCOL") {
+            let protocol =
+                v.parse().map_err(|message| ConfigError::Env { key: "SWITCHBOARD_MCP_PROTOCOL", message })?;
+            // Like SWITCHBOARD_MCP_COMMAND, for the server of that name.
+            let server = self.servers.get_mut(DEFAULT_SERVER).ok_or_else(|| ConfigError::Env {
+                key: "SWITCHBOARD_MCP_PROTOCOL",
+                message: format!("applies to the server `{DEFAULT_SERVER}`: set SWITCHBOARD_MCP_COMMAND too"),
+            })?;
+            server.protocol = protocol;
         }
         if let Some(v) = get("SWITCHBOARD_SECRET_KEY") {
             self.secret_key = Some(v);

@@ -119,7 +119,7 @@ pub(crate) async fn serve(
             run_host(gateway, &opts, tuning, stdin, stdout).await
         }
         Transport::Mcp => {
-            let gateway = McpGateway::new(http, url, &opts.credentials, opts.request_timeout);
+            let gateway = McpGateway::new(http, url, &opts.credentials, opts.request_timeout, opts.protocol);
             run_host(gateway, &opts, tuning, stdin, stdout).await
         }
     }

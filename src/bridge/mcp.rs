@@ -29,6 +29,10 @@ use crate::protocol::{
     VERSION_HEADER, negotiate,
 };
 
+// The modern era (2026-07-28): a child module, so it shares this client's parts.
+#[path = "modern.rs"]
+mod modern;
+
 /// Reconnection delay when the server sent no `retry` field.
 const DEFAULT_RETRY: Duration = Duration::from_secs(1);
 /// Consecutive resumptions without a single message before giving up.
@@ -61,6 +65,8 @@ pub(crate) struct McpGateway {
     host_init: std::sync::Mutex<Option<Box<RawValue>>>,
     next_id: AtomicU64,
     pending: std::sync::Mutex<HashMap<String, PendingServerRequest>>,
+    /// The protocol era spoken to the gateway, and the modern era's state.
+    modern: modern::State,
 }
 
 #[derive(Deserialize)]
@@ -81,6 +87,7 @@ impl McpGateway {
         url: &str,
         credentials: &serde_json::Value,
         timeout: Duration,
+        protocol: super::Protocol,
     ) -> Self {
         let base = url.trim_end_matches('/');
         let endpoint = if base.ends_with("/mcp") { base.to_owned() } else { format!("{base}/mcp") };
@@ -94,6 +101,7 @@ impl McpGateway {
             host_init: std::sync::Mutex::new(None),
             next_id: AtomicU64::new(1),
             pending: std::sync::Mutex::new(HashMap::new()),
+            modern: modern::State::new(protocol),
         }
     }
 
@@ -120,6 +128,9 @@ impl McpGateway {
         outbox: &Outbox,
     ) -> String {
         slot.take();
+        if let Some(answer) = self.modern_initialize(id, outbox).await {
+            return answer;
+        }
         let expect = jsonrpc::id_key(id);
         match self.exchange(line.to_vec(), Some(&expect), None, outbox).await {
             Ok((session_id, Some(Outcome::Result(result)))) => {
@@ -185,6 +196,9 @@ impl McpGateway {
         id: &RawValue,
         outbox: &Outbox,
     ) -> Result<Outcome, GatewayError> {
+        if let Some(outcome) = self.modern_forward(line, outbox).await {
+            return outcome;
+        }
         let expect = jsonrpc::id_key(id);
         let expect = expect.as_str();
         let outcome = self
@@ -204,6 +218,9 @@ impl McpGateway {
     /// Forwards a host notification (cancellation, roots changes…) if a gateway
     /// session exists; never opens one for a notification.
     pub(crate) async fn notify(&self, line: &[u8]) {
+        if self.modern_drops_notifications() {
+            return;
+        }
         let Some(upstream) = self.session.lock().await.current() else {
             tracing::debug!("no gateway session yet; notification not forwarded");
             return;
@@ -218,6 +235,9 @@ impl McpGateway {
     /// Delivers the host's answer to a relayed server→client request. Returns
     /// `false` when the id is not one the bridge issued (an unsolicited response).
     pub(crate) async fn relay_response(&self, id: &RawValue, outcome: &Outcome) -> bool {
+        if self.modern_answer(id, outcome) {
+            return true;
+        }
         let pending = self.pending.lock().ok().and_then(|mut p| p.remove(&jsonrpc::id_key(id)));
         let Some(pending) = pending else {
             return false;

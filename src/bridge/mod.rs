@@ -17,7 +17,8 @@
 //! - [`legacy`]: the worker's JSON API (`/init`, `/tools`, `/call-tool`).
 //! - [`mcp`]: an MCP Streamable HTTP client for `{url}/mcp` (JSON and SSE
 //!   responses decoded by [`crate::protocol::sse`], `retry` + `Last-Event-ID`
-//!   resumption, server→client requests).
+//!   resumption, server→client requests); its child module `modern` (file
+//!   `modern.rs`) speaks the 2026-07-28 era to a modern gateway (`--protocol`).
 //! - [`error`]: [`BridgeError`] (fatal, returned by [`run`]) and the per-call gateway
 //!   error that becomes an `isError` tool result or a JSON-RPC error.
 //! - [`install`]: `bridge install`, the entry in Claude Desktop's config file (merged,
@@ -104,6 +105,43 @@ impl std::str::FromStr for Transport {
     }
 }
 
+/// Which protocol era the `mcp` transport speaks to the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protocol {
+    /// A modern `server/discover` first; the legacy `initialize` on any answer but a
+    /// discover result or a modern error (-32020/-32021/-32022), as the specification's
+    /// dual-era clients do. The era found is kept for the gateway.
+    #[default]
+    Auto,
+    /// 2025-11-25 and before: `initialize`, then a session.
+    Legacy,
+    /// 2026-07-28: every request stateless, with `_meta` and the mirrored headers.
+    Modern,
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Auto => "auto",
+            Self::Legacy => "legacy",
+            Self::Modern => "modern",
+        })
+    }
+}
+
+impl std::str::FromStr for Protocol {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "legacy" => Ok(Self::Legacy),
+            "modern" => Ok(Self::Modern),
+            other => Err(format!("unknown protocol {other:?} (expected \"auto\", \"legacy\" or \"modern\")")),
+        }
+    }
+}
+
 /// Everything the bridge needs; built by the CLI from `--url`, `--transport`
 /// and the environment.
 #[derive(Clone)]
@@ -118,12 +156,20 @@ pub struct BridgeOptions {
     pub credentials: serde_json::Value,
     /// Bound on every HTTP call (and, for SSE, on the silence between two events).
     pub request_timeout: Duration,
+    /// The protocol era of the `mcp` transport (`--protocol`).
+    pub protocol: Protocol,
 }
 
 impl BridgeOptions {
     /// Options with the default timeout.
     pub fn new(url: impl Into<String>, transport: Transport, credentials: serde_json::Value) -> Self {
-        Self { url: url.into(), transport, credentials, request_timeout: DEFAULT_REQUEST_TIMEOUT }
+        Self {
+            url: url.into(),
+            transport,
+            credentials,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            protocol: Protocol::default(),
+        }
     }
 }
 
@@ -137,6 +183,7 @@ impl fmt::Debug for BridgeOptions {
             .field("transport", &self.transport)
             .field("credentials", &format_args!("<redacted keys {keys:?}>"))
             .field("request_timeout", &self.request_timeout)
+            .field("protocol", &self.protocol)
             .finish()
     }
 }

@@ -43,6 +43,7 @@ fn start_with(url: &str, transport: Transport, credentials: Value, tuning: Tunin
         transport,
         credentials,
         request_timeout: Duration::from_secs(2),
+        protocol: super::Protocol::Auto,
     };
     Host {
         stdin: Some(host_w),
@@ -581,7 +582,18 @@ async fn mcp_mode_relays_initialize_and_streams_notifications_before_the_respons
     assert_eq!(unknown["error"]["code"], -32601);
     assert!(server.auth.lock().unwrap().iter().all(|a| a == "Bearer tok"));
     let methods: Vec<Value> = server.received.lock().unwrap().iter().map(|m| m["method"].clone()).collect();
-    assert_eq!(methods[..3], [json!("initialize"), json!("notifications/initialized"), json!("tools/list")]);
+    // `--protocol auto`: the modern probe first; a legacy gateway's non-modern error (here a
+    // 404 without a session) makes the bridge fall back to `initialize`, once.
+    assert_eq!(
+        methods[..4],
+        [
+            json!("server/discover"),
+            json!("initialize"),
+            json!("notifications/initialized"),
+            json!("tools/list")
+        ]
+    );
+    assert_eq!(methods.iter().filter(|m| *m == "server/discover").count(), 1, "{methods:?}");
     host.finish().await.unwrap();
 }
 
@@ -641,4 +653,121 @@ async fn mcp_mode_forwards_cancellation_and_drops_the_call() {
     let (_, before) = host.response(json!(8)).await;
     assert!(before.is_empty(), "{before:?}");
     host.finish().await.unwrap();
+}
+
+// ---------------------------------------------------------------- modern era (2026-07-28)
+
+/// What a mock modern gateway received: (headers, body) per POST.
+type Received = Arc<Mutex<Vec<(HeaderMap, Value)>>>;
+
+/// A stateless 2026-07-28 gateway: answers `server/discover`, lists a tool with an
+/// `x-mcp-header` and one with an invalid one, and answers the first call of `ok` with an
+/// `InputRequiredResult`.
+fn modern_router(received: Received) -> Router {
+    async fn handle(State(r): State<Received>, headers: HeaderMap, body: String) -> Response {
+        let message: Value = serde_json::from_str(&body).unwrap();
+        r.lock().unwrap().push((headers, message.clone()));
+        let id = message["id"].clone();
+        let params = &message["params"];
+        let result = match message["method"].as_str().unwrap() {
+            "server/discover" => json!({"resultType": "complete", "supportedVersions": ["2026-07-28"],
+                "capabilities": {"tools": {}}, "ttlMs": 0, "cacheScope": "private",
+                "_meta": {"io.modelcontextprotocol/serverInfo": {"name": "modern-mock", "version": "1"}}}),
+            "tools/list" => json!({"resultType": "complete", "tools": [
+                {"name": "ok", "inputSchema": {"type": "object", "properties": {
+                    "region": {"type": "string", "x-mcp-header": "Region"}, "query": {"type": "string"}}}},
+                {"name": "bad", "inputSchema": {"type": "object", "properties": {
+                    "data": {"type": "object", "x-mcp-header": "Data"}}}}]}),
+            "tools/call" if params.get("inputResponses").is_none() => json!({
+                "resultType": "input_required", "requestState": "s1 \"opaque\"",
+                "inputRequests": {"q": {"method": "elicitation/create", "params": {"message": "sure?"}}}}),
+            "tools/call" => {
+                let text = format!(
+                    "{} {}",
+                    params["inputResponses"]["q"]["action"].as_str().unwrap_or("?"),
+                    params["requestState"].as_str().unwrap_or("?")
+                );
+                json!({"resultType": "complete", "content": [{"type": "text", "text": text}]})
+            }
+            _ => {
+                let error = json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32601, "message": "nope"}});
+                return (StatusCode::NOT_FOUND, axum::Json(error)).into_response();
+            }
+        };
+        axum::Json(json!({"jsonrpc": "2.0", "id": id, "result": result})).into_response()
+    }
+    Router::new().route("/mcp", post(handle)).with_state(received)
+}
+
+#[tokio::test]
+async fn auto_mode_speaks_modern_to_a_modern_gateway_with_meta_headers_and_input_rounds() {
+    let received: Received = Arc::default();
+    let url = listen(modern_router(received.clone())).await;
+    let mut host = start(&url, Transport::Mcp, json!({"token": "tok"}));
+    let init = host.initialize().await;
+    assert_eq!(init["result"]["serverInfo"]["name"], "modern-mock", "{init}");
+    assert_eq!(init["result"]["protocolVersion"], "2025-11-25");
+
+    let listed = host.request(1, "tools/list", json!({})).await;
+    let names: Vec<&str> =
+        listed["result"]["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["ok"], "a tool with an invalid x-mcp-header is left out");
+
+    host.send(r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"ok","arguments":{"region":"eu west 1","query":"q"}}}"#)
+        .await;
+    let ask = host.recv().await;
+    assert_eq!(ask["method"], "elicitation/create", "{ask}");
+    assert_eq!(ask["params"]["message"], "sure?");
+    host.send(&json!({"jsonrpc": "2.0", "id": ask["id"], "result": {"action": "accept"}}).to_string()).await;
+    let (call, _) = host.response(json!(2)).await;
+    assert_eq!(text(&call), r#"accept s1 "opaque""#, "{call}");
+    let refused = host.request(3, "tools/call", json!({"name": "bad", "arguments": {}})).await;
+    assert_eq!(refused["error"]["code"], -32602, "{refused}");
+
+    let received = received.lock().unwrap().clone();
+    let methods: Vec<&str> = received.iter().map(|(_, m)| m["method"].as_str().unwrap()).collect();
+    assert_eq!(methods, ["server/discover", "tools/list", "tools/call", "tools/call"]);
+    let mut ids = HashSet::new();
+    for (headers, message) in received.iter() {
+        let method = message["method"].as_str().unwrap();
+        assert_eq!(headers["mcp-method"], method);
+        assert_eq!(headers["mcp-protocol-version"], "2026-07-28");
+        assert_eq!(headers["authorization"], "Bearer tok");
+        assert!(headers.get("mcp-session-id").is_none());
+        let meta = &message["params"]["_meta"];
+        assert_eq!(meta["io.modelcontextprotocol/protocolVersion"], "2026-07-28", "{message}");
+        assert_eq!(meta["io.modelcontextprotocol/clientInfo"]["name"], "test-host");
+        assert!(meta["io.modelcontextprotocol/clientCapabilities"].is_object());
+        assert!(ids.insert(message["id"].to_string()), "ids are never reused");
+        if method == "tools/call" {
+            assert_eq!(headers["mcp-name"], "ok");
+            assert_eq!(headers["mcp-param-region"], "eu west 1");
+            assert!(headers.get("mcp-param-query").is_none());
+        }
+    }
+    let retry = &received[3].1["params"];
+    assert_eq!(retry["inputResponses"]["q"]["action"], "accept");
+    assert_eq!(retry["requestState"], "s1 \"opaque\"");
+    assert_eq!(retry["arguments"]["region"], "eu west 1");
+    host.finish().await.unwrap();
+}
+
+#[tokio::test]
+async fn legacy_mode_never_probes() {
+    let server = Arc::new(McpServer::default());
+    let url = listen(mcp_router(server.clone())).await;
+    let (host_w, bridge_r) = tokio::io::duplex(1 << 20);
+    let (bridge_w, host_r) = tokio::io::duplex(1 << 20);
+    let mut opts = BridgeOptions::new(url, Transport::Mcp, json!({}));
+    opts.protocol = Protocol::Legacy;
+    let mut host = Host {
+        stdin: Some(host_w),
+        stdout: BufReader::new(host_r).lines(),
+        bridge: tokio::spawn(serve(opts, tuning(), bridge_r, bridge_w)),
+    };
+    host.initialize().await;
+    let call = host.request(1, "tools/call", json!({"name": "x"})).await;
+    assert_eq!(text(&call), "called");
+    let methods: Vec<Value> = server.received.lock().unwrap().iter().map(|m| m["method"].clone()).collect();
+    assert_eq!(methods[..3], [json!("initialize"), json!("notifications/initialized"), json!("tools/call")]);
 }

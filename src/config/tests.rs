@@ -198,3 +198,22 @@ fn the_demo_token_is_refused_only_beyond_loopback() {
         load(None, &[("SWITCHBOARD_LISTEN", "0.0.0.0:8080"), ("SWITCHBOARD_AUTH_MODE", "none")]).unwrap();
     assert!(!open.refuses_demo_token(), "no tokens are checked in mode none");
 }
+
+#[test]
+fn server_protocol_defaults_to_auto_and_has_a_file_and_an_env_form() {
+    let config = load(Some("[servers.a]\ncommand = [\"a\"]\n"), &[]).expect("config");
+    assert_eq!(config.servers["a"].protocol, ServerProtocol::Auto);
+    let config = load(Some("[servers.a]\ncommand = [\"a\"]\nprotocol = \"modern\"\n"), &[])
+        .expect("modern from the file");
+    assert_eq!(config.servers["a"].protocol, ServerProtocol::Modern);
+    let err = load(Some("[servers.a]\ncommand = [\"a\"]\nprotocol = \"future\"\n"), &[]).unwrap_err();
+    assert!(err.to_string().contains("protocol"), "{err}");
+    let env = [("SWITCHBOARD_MCP_COMMAND", "srv"), ("SWITCHBOARD_MCP_PROTOCOL", "legacy")];
+    let config = load(None, &env).expect("legacy from the env");
+    assert_eq!(config.servers[DEFAULT_SERVER].protocol, ServerProtocol::Legacy);
+    let err =
+        load(None, &[("SWITCHBOARD_MCP_COMMAND", "srv"), ("SWITCHBOARD_MCP_PROTOCOL", "x")]).unwrap_err();
+    assert!(err.to_string().contains("SWITCHBOARD_MCP_PROTOCOL"), "{err}");
+    let err = load(None, &[("SWITCHBOARD_MCP_PROTOCOL", "modern")]).unwrap_err();
+    assert!(err.to_string().contains("SWITCHBOARD_MCP_COMMAND"), "{err}");
+}

@@ -23,6 +23,7 @@ use crate::upstream::{McpManager, ReplyRouter};
 
 mod calls;
 mod catalog;
+mod eras;
 mod error;
 mod limits;
 mod mcp;
@@ -98,6 +99,7 @@ impl Gateway {
             }
         };
         let manager = Arc::new(McpManager::new(&config, worker_env, metrics.clone()));
+        manager.remember_eras_in(Arc::new(eras::StoreEras(store.clone())));
         let worker_id =
             SessionId::generate().map_err(|_| StartError::Random)?.as_str()[..10].replace(['-', '_'], "x");
         Ok(Self {

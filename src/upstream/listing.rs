@@ -11,7 +11,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::{UpstreamError, UpstreamSession, timeout};
-use crate::protocol::jsonrpc::{self, json_string};
+use crate::protocol::jsonrpc::json_string;
 
 /// Most pages of a `tools/list` followed alongside a request.
 pub const MAX_LIST_PAGES: usize = 50;
@@ -94,18 +94,18 @@ impl Pages {
     }
 }
 
-fn list_request(id: &str, cursor: Option<&str>) -> String {
-    let params = match cursor {
-        Some(c) => format!(r#"{{"cursor":{}}}"#, json_string(c)),
-        None => "{}".to_string(),
-    };
-    match RawValue::from_string(params) {
-        Ok(params) => jsonrpc::request(id, "tools/list", Some(&params)),
-        Err(_) => jsonrpc::request(id, "tools/list", None),
-    }
-}
-
 impl UpstreamSession<'_> {
+    fn list_request(&self, id: &str, cursor: Option<&str>) -> String {
+        let params = match cursor {
+            Some(c) => format!(r#"{{"cursor":{}}}"#, json_string(c)),
+            None => "{}".to_string(),
+        };
+        match RawValue::from_string(params) {
+            Ok(params) => self.request_line(id, "tools/list", Some(&params)),
+            Err(_) => self.request_line(id, "tools/list", None),
+        }
+    }
+
     /// Sends `tools/list`, then the request, and reads both: the request must answer within
     /// `limit`; the list may take [`LIST_GRACE`] more, else it is dropped.
     pub(super) async fn request_with_tools(
@@ -116,8 +116,8 @@ impl UpstreamSession<'_> {
     ) -> Result<(Box<RawValue>, Option<Vec<Value>>), UpstreamError> {
         let deadline = tokio::time::Instant::now() + limit;
         let mut pages = Pages { state: PageState::Pending(Pages::default().next_id()), ..Pages::default() };
-        self.send(&list_request(&pages.next_id(), None)).await?;
-        self.send(&jsonrpc::request(CALL_ID, method, params)).await?;
+        self.send(&self.list_request(&pages.next_id(), None)).await?;
+        self.send(&self.request_line(CALL_ID, method, params)).await?;
         let mut answer: Option<Result<Box<RawValue>, UpstreamError>> = None;
         let mut grace_end = deadline;
         loop {
@@ -158,7 +158,7 @@ impl UpstreamSession<'_> {
                 }
             };
             if let Some(cursor) = cursor
-                && let Err(e) = self.send(&list_request(&pages.next_id(), Some(&cursor))).await
+                && let Err(e) = self.send(&self.list_request(&pages.next_id(), Some(&cursor))).await
             {
                 pages.state = PageState::Abandoned;
                 if answer.is_none() {

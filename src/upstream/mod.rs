@@ -24,12 +24,14 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use crate::config::{Config, ServerConfig};
 use crate::protocol::UPSTREAM_PROTOCOL_VERSION;
 use crate::protocol::jsonrpc::{self, Envelope, Kind, json_string};
+use crate::protocol::modern::{self, Era};
 use crate::telemetry::Metrics;
 use crate::telemetry::events::{
     CacheLookup, CacheOp, Emit, Limit, LimitHit, SpawnFailed, SpawnReady, Spawned, WarmEvicted, WarmHeld,
     WarmSpawned, WarmStart,
 };
 
+pub mod era;
 pub mod listing;
 pub mod process;
 pub mod relay;
@@ -37,6 +39,7 @@ mod shares;
 pub mod stdio;
 mod warm;
 
+pub use era::EraMemory;
 use process::{ChildProcess, Reaper, SpawnSpec};
 use relay::RelayBudget;
 pub use relay::{Delivery, ReplyRouter, ServerMessage};
@@ -97,6 +100,10 @@ struct ServerRuntime {
     program: String,
     /// Where the children's cut stderr lines and spent relay budgets are counted.
     metrics: Option<Arc<Metrics>>,
+    /// The protocol era spoken to it: from the config, or learnt (`protocol = "auto"`).
+    era: era::Known,
+    /// The server's last `DiscoverResult` (as an `InitializeResult`), when modern.
+    discovered: std::sync::OnceLock<Box<RawValue>>,
 }
 
 /// A value with `{credentials.PATH}` placeholders; `{claims.PATH}` is
@@ -186,6 +193,8 @@ pub struct McpManager {
     sweeping: AtomicBool,
     /// Each principal's share of the cap (`max_children_per_principal`).
     shares: Arc<shares::Shares>,
+    /// Where eras learnt in `auto` mode are shared with the fleet (the store).
+    eras: std::sync::OnceLock<Arc<dyn EraMemory>>,
 }
 
 /// One request to a server, with what the gateway knows around it.
@@ -275,6 +284,36 @@ impl McpManager {
             max_warming: (config.max_children / 2).max(1),
             sweeping: AtomicBool::new(false),
             shares: shares::Shares::new(config.principal_share()),
+            eras: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Shares the eras learnt in `auto` mode through `memory` (set once, at start-up).
+    pub fn remember_eras_in(&self, memory: Arc<dyn EraMemory>) {
+        let _ = self.eras.set(memory);
+    }
+
+    /// The era spoken to `server`, once known (configured, or learnt by a probe).
+    pub fn era(&self, server: &str) -> Option<Era> {
+        self.servers.get(server)?.era.get()
+    }
+
+    /// The era the fleet learnt for a server of unknown era, if it did.
+    async fn recall_era(&self, runtime: &ServerRuntime) -> Option<Era> {
+        let memory = self.eras.get()?;
+        let stored = memory.recall(&era::memory_key(&runtime.label, &runtime.config_hash)).await?;
+        let era = era::parse_stored(&stored)?;
+        runtime.era.set(era);
+        Some(era)
+    }
+
+    /// Keeps what a probe found here, and with `share` for the fleet.
+    async fn learn_era(&self, runtime: &ServerRuntime, era: Era, share: bool) {
+        runtime.era.set(era);
+        tracing::info!(server = %runtime.label, ?era, share, "learnt the protocol era of a server");
+        if share && let Some(memory) = self.eras.get() {
+            let key = era::memory_key(&runtime.label, &runtime.config_hash);
+            memory.remember(&key, &era::stored(era), era::LEARNT_TTL).await;
         }
     }
 
@@ -387,7 +426,10 @@ impl McpManager {
     }
 
     /// Spawns and initialises a child (initialize → response → notifications/initialized);
-    /// `ahead`: a session's warm child, started before its request.
+    /// `ahead`: a session's warm child, started before its request; `ready_check`: a
+    /// modern child is asked `server/discover` before it counts as ready (children started
+    /// ahead of their request; a cold one gets its request at once). A server of unknown
+    /// era is probed first ([`era`]).
     async fn start(
         &self,
         runtime: &ServerRuntime,
@@ -395,7 +437,12 @@ impl McpManager {
         client: Client<'_>,
         permit: OwnedSemaphorePermit,
         ahead: bool,
+        ready_check: bool,
     ) -> Result<Warm, UpstreamError> {
+        let known = match runtime.era.get() {
+            Some(era) => Some(era),
+            None => self.recall_era(runtime).await,
+        };
         let started = Instant::now();
         let (child, stdout) = process::spawn(spec, runtime.config.shutdown_grace, permit, &self.reaper)
             .map_err(|e| {
@@ -414,18 +461,75 @@ impl McpManager {
             relayed: Vec::new(),
             budget: RelayBudget::new(runtime.config.max_message_bytes),
             metrics: runtime.metrics.clone(),
+            meta: None,
         };
         let init_params = initialize_params(client.capabilities);
         let limit = runtime.config.init_timeout;
+        let deadline = tokio::time::Instant::now() + limit;
         let init = async {
-            let init =
-                match tokio::time::timeout(limit, session.request("0", "initialize", Some(&init_params)))
+            let meta = era::meta_object(client);
+            let mut discovered = None;
+            let era = match known {
+                Some(era) => era,
+                None => {
+                    // The probe: a DiscoverResult naming a version spoken here is modern;
+                    // any error or no answer in time is legacy (never one code only).
+                    let params = era::with_meta(None, &meta);
+                    let probe_limit = limit.min(era::PROBE_TIMEOUT);
+                    let answer = tokio::time::timeout(
+                        probe_limit,
+                        session.request(PROBE_ID, modern::DISCOVER, Some(&params)),
+                    )
+                    .await;
+                    // No answer in time may be a slow start rather than the era: kept by
+                    // this worker only, never shared with the fleet.
+                    let (learnt, share) = match answer {
+                        Ok(Ok(result)) if era::speaks_modern(&result) => {
+                            discovered = Some(era::discover_as_init(&result));
+                            (Era::Modern, true)
+                        }
+                        Ok(Ok(_) | Err(UpstreamError::Rpc(_))) => (Era::Legacy, true),
+                        Err(_) => (Era::Legacy, false),
+                        Ok(Err(e)) => return Err(e),
+                    };
+                    self.learn_era(runtime, learnt, share).await;
+                    learnt
+                }
+            };
+            if era == Era::Modern {
+                if discovered.is_none() && ready_check {
+                    let params = era::with_meta(None, &meta);
+                    match tokio::time::timeout(
+                        limit,
+                        session.request(PROBE_ID, modern::DISCOVER, Some(&params)),
+                    )
                     .await
-                {
-                    Ok(Err(UpstreamError::Rpc(error))) => return Err(init_refused(&error)),
-                    Ok(result) => result?,
-                    Err(_) => return Err(timeout("initialize", limit)),
+                    {
+                        Ok(Ok(result)) => discovered = Some(era::discover_as_init(&result)),
+                        Ok(Err(UpstreamError::Rpc(error))) => return Err(init_refused(&error)),
+                        Ok(Err(e)) => return Err(e),
+                        Err(_) => return Err(timeout("answer server/discover", limit)),
+                    }
+                }
+                let init = match discovered {
+                    Some(init) => {
+                        let _ = runtime.discovered.set(init.clone());
+                        init
+                    }
+                    None => runtime.discovered.get().cloned().unwrap_or_else(era::unknown_init),
                 };
+                return Ok((init, Era::Modern));
+            }
+            let init = match tokio::time::timeout_at(
+                deadline,
+                session.request("0", "initialize", Some(&init_params)),
+            )
+            .await
+            {
+                Ok(Err(UpstreamError::Rpc(error))) => return Err(init_refused(&error)),
+                Ok(result) => result?,
+                Err(_) => return Err(timeout("initialize", limit)),
+            };
             session.notify("notifications/initialized").await?;
             if let Some(level) = client.log_level
                 && offers_logging(&init)
@@ -442,14 +546,14 @@ impl McpManager {
                     }
                 }
             }
-            Ok(init)
+            Ok((init, Era::Legacy))
         };
-        let init = tokio::select! {
+        let (init, era) = tokio::select! {
             init = init => init?,
             () = self.reaper.killing() => return Err(UpstreamError::Exited),
         };
         SpawnReady { server: &runtime.label, elapsed: started.elapsed() }.emit(&self.metrics);
-        Ok(Warm { child: session.child, reader: session.reader, init, born: Instant::now() })
+        Ok(Warm { child: session.child, reader: session.reader, init, born: Instant::now(), era })
     }
 
     /// Runs one request (`method` with raw `params`) on a fresh instance of `server`: a
@@ -534,7 +638,7 @@ impl McpManager {
             Some(warm) => warm,
             None => {
                 let started = match self.admit().await {
-                    Ok(permit) => self.start(runtime, &spec, call.client, permit, false).await,
+                    Ok(permit) => self.start(runtime, &spec, call.client, permit, false, false).await,
                     Err(e) => Err(e),
                 };
                 match started {
@@ -543,7 +647,7 @@ impl McpManager {
                 }
             }
         };
-        let Warm { child, reader, init, .. } = warm;
+        let Warm { child, reader, mut init, era, .. } = warm;
         let mut session = UpstreamSession {
             child,
             reader,
@@ -552,22 +656,42 @@ impl McpManager {
             relayed: Vec::new(),
             budget: RelayBudget::new(runtime.config.max_message_bytes),
             metrics: runtime.metrics.clone(),
+            meta: (era == Era::Modern).then(|| era::meta_object(call.client)),
         };
         session.child.set_on_abandon(Some(cancelled_line("1")));
         let limit = runtime.config.call_timeout;
+        // The modern era has no `ping`: the gateway's own liveness and capabilities probe
+        // becomes `server/discover`, read as the server's `InitializeResult`.
+        let discover = era == Era::Modern && call.method == "ping";
+        let method = if discover { modern::DISCOVER } else { call.method };
         let work = async {
             if call.list_tools {
-                return session.request_with_tools(call.method, call.params, limit).await;
+                return session.request_with_tools(method, call.params, limit).await;
             }
-            match tokio::time::timeout(limit, session.request("1", call.method, call.params)).await {
+            match tokio::time::timeout(limit, session.request("1", method, call.params)).await {
                 Ok(result) => result.map(|result| (result, None)),
                 Err(_) => Err(timeout("answer", limit)),
             }
         };
-        let result = tokio::select! {
+        let mut result = tokio::select! {
             result = work => result,
             () = self.reaper.killing() => Err(UpstreamError::Exited),
         };
+        if era == Era::Modern
+            && let Ok((answer, tools)) = result
+        {
+            // A modern child asks for input with a result, never a request of its own.
+            let work = session.answer_input(method, call.params, answer, limit);
+            result = tokio::select! {
+                answered = work => answered.map(|answer| (answer, tools)),
+                () = self.reaper.killing() => Err(UpstreamError::Exited),
+            };
+        }
+        if discover && let Ok((discovered, _)) = &mut result {
+            init = era::discover_as_init(discovered);
+            let _ = runtime.discovered.set(init.clone());
+            *discovered = RawValue::from_string("{}".into()).unwrap_or_else(|_| RawValue::NULL.to_owned());
+        }
         let answered = result.is_ok() || matches!(result, Err(UpstreamError::Rpc(_)));
         if answered {
             // Answered: nothing to cancel; it exits in the background, off the cap.
@@ -618,7 +742,7 @@ impl McpManager {
         let client =
             Client { capabilities: plan.capabilities.as_deref(), log_level: plan.log_level.as_deref() };
         let started = tokio::select! {
-            started = self.start(runtime, &plan.spec, client, permit, true) => started,
+            started = self.start(runtime, &plan.spec, client, permit, true, true) => started,
             // Forgotten or drained while starting: the half-started child is dropped, and so taken down.
             () = cancel.cancelled() => return,
         };
@@ -687,7 +811,7 @@ impl McpManager {
                 let Ok(permit) = self.slots.clone().try_acquire_owned() else { break };
                 pool.warming.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let spec = runtime.spawn_spec(&serde_json::Value::Null);
-                let started = self.start(runtime, &spec, Client::default(), permit, false).await;
+                let started = self.start(runtime, &spec, Client::default(), permit, false, true).await;
                 let ok = match started {
                     Ok(warm) => {
                         failures = 0;
@@ -739,6 +863,8 @@ struct Warm {
     reader: LineReader<tokio::process::ChildStdout>,
     init: Box<RawValue>,
     born: Instant,
+    /// The era it was started in (and so how its request is sent).
+    era: Era,
 }
 
 /// Pre-spawned children of one server.
@@ -846,6 +972,9 @@ fn spawn_hint(error: &std::io::Error) -> &'static str {
     }
 }
 
+/// The id of the `server/discover` a child is asked before its request (raw JSON).
+const PROBE_ID: &str = r#""discover""#;
+
 /// Longest part of a server's error message quoted when it refuses `initialize`.
 const MAX_QUOTED_ERROR: usize = 200;
 
@@ -931,6 +1060,8 @@ impl ServerRuntime {
             warm_idle: config.warm_idle,
             program,
             metrics: None,
+            era: era::Known::new(config.protocol),
+            discovered: std::sync::OnceLock::new(),
         }
     }
 
@@ -998,9 +1129,19 @@ struct UpstreamSession<'r> {
     budget: RelayBudget,
     /// Where a spent budget is counted.
     metrics: Option<Arc<Metrics>>,
+    /// A modern child's `_meta` object, added to every request sent to it; `None`: legacy.
+    meta: Option<String>,
 }
 
 impl UpstreamSession<'_> {
+    /// A request line to the child: with the `_meta` of the modern era when it speaks it.
+    fn request_line(&self, id: &str, method: &str, params: Option<&RawValue>) -> String {
+        match &self.meta {
+            Some(meta) => jsonrpc::request(id, method, Some(&era::with_meta(params, meta))),
+            None => jsonrpc::request(id, method, params),
+        }
+    }
+
     async fn send(&mut self, line: &str) -> Result<(), UpstreamError> {
         let stdin = self.child.stdin().ok_or(UpstreamError::Exited)?;
         write_line(stdin, line).await.map_err(|_| UpstreamError::Exited)
@@ -1008,6 +1149,74 @@ impl UpstreamSession<'_> {
 
     async fn notify(&mut self, method: &str) -> Result<(), UpstreamError> {
         self.send(&jsonrpc::notification(method, None)).await
+    }
+
+    /// A modern child's `InputRequiredResult` for the front door's client: each input
+    /// request is relayed as a server request (the legacy way, through the relay), the
+    /// answers collected, and the request sent again under a new id with
+    /// `inputResponses` and the `requestState` (bounded rounds). Without a relay the
+    /// client cannot be asked: an error says so.
+    async fn answer_input(
+        &mut self,
+        method: &str,
+        params: Option<&RawValue>,
+        mut result: Box<RawValue>,
+        limit: Duration,
+    ) -> Result<Box<RawValue>, UpstreamError> {
+        let mut retry: Option<Box<RawValue>> = None;
+        for round in 0..era::MAX_INPUT_ROUNDS {
+            if !era::is_input_required(&result) {
+                return Ok(result);
+            }
+            let Some(relay) = self.relay else {
+                return Err(UpstreamError::Protocol(
+                    "the server needs input from the client, which this route cannot ask".into(),
+                ));
+            };
+            let (requests, state) = era::input_requests(&result).ok_or_else(|| {
+                UpstreamError::Protocol("an InputRequiredResult that cannot be read".into())
+            })?;
+            let mut asked = HashMap::new();
+            for (key, method, params) in &requests {
+                let original = json_string(key);
+                let gateway_id = relay.router.register(&relay.session, &original, self.inbound.0.clone());
+                let line = jsonrpc::request(&json_string(&gateway_id), method, params.as_deref());
+                self.relayed.push(gateway_id);
+                asked.insert(original, key.clone());
+                if relay.events.send(ServerMessage::Request(line)).await.is_err() {
+                    return Err(UpstreamError::Protocol("the client stream closed".into()));
+                }
+            }
+            let mut responses = Vec::new();
+            while !asked.is_empty() {
+                let Ok(Some(answer)) = tokio::time::timeout(limit, self.inbound.1.recv()).await else {
+                    return Err(timeout("get the client's input", limit));
+                };
+                let Ok(envelope) = Envelope::parse(&answer) else { continue };
+                let Some(key) = envelope.id.and_then(|id| asked.remove(id.get())) else { continue };
+                match (envelope.result, envelope.error) {
+                    (Some(answer), _) => responses.push((key, answer.to_owned())),
+                    (None, Some(error)) => return Err(UpstreamError::Rpc(error.to_owned())),
+                    (None, None) => {
+                        return Err(UpstreamError::Protocol("an empty answer from the client".into()));
+                    }
+                }
+            }
+            let base = retry.as_deref().or(params);
+            retry = era::retry_params(base, &responses, state.as_deref());
+            let Some(next) = retry.as_deref() else {
+                return Err(UpstreamError::Protocol("the request's params are not an object".into()));
+            };
+            let id = format!("\"input-{round}\"");
+            result = match tokio::time::timeout(limit, self.request(&id, method, Some(next))).await {
+                Ok(result) => result?,
+                Err(_) => return Err(timeout("answer", limit)),
+            };
+        }
+        Err(UpstreamError::Protocol(format!(
+            "the server asked for input more than {} times for one request",
+            era::MAX_INPUT_ROUNDS
+        )))
     }
 
     /// Sends a request and reads until its response, handling what comes in between. It is
@@ -1019,7 +1228,7 @@ impl UpstreamSession<'_> {
         method: &str,
         params: Option<&RawValue>,
     ) -> Result<Box<RawValue>, UpstreamError> {
-        self.send(&jsonrpc::request(id, method, params)).await?;
+        self.send(&self.request_line(id, method, params)).await?;
         loop {
             let (got, result) = self.next_response().await?;
             if got == id || result.is_err() {

@@ -14,6 +14,7 @@ mod core;
 mod mcp;
 mod modern;
 mod oauth;
+mod modern_back;
 mod ops;
 mod results;
 mod store_contract;

