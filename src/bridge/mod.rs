@@ -24,6 +24,9 @@
 //!   backed up, token in `env` only).
 //! - [`check`]: `bridge check`, the bridge driven in process as Claude Desktop drives
 //!   it, one line per step with the fix.
+//! - [`oauth`]: the OAuth client of the mcp transport (MCP authorization spec):
+//!   discovery, registration, PKCE, browser + loopback redirect, token store,
+//!   refresh, step-up. Hooked into [`mcp`] where a 401/403 arrives.
 //!
 //! # Decisions (see also `README.md` in this folder)
 //! - **Legacy transport** answers `initialize` itself (capability `tools` only),
@@ -51,6 +54,7 @@ pub mod install;
 mod jsonrpc;
 mod legacy;
 mod mcp;
+pub mod oauth;
 mod session;
 mod stdio;
 
@@ -118,12 +122,20 @@ pub struct BridgeOptions {
     pub credentials: serde_json::Value,
     /// Bound on every HTTP call (and, for SSE, on the silence between two events).
     pub request_timeout: Duration,
+    /// OAuth client settings (mcp transport without a static token); `None`: off.
+    pub oauth: Option<oauth::OAuthOptions>,
 }
 
 impl BridgeOptions {
     /// Options with the default timeout.
     pub fn new(url: impl Into<String>, transport: Transport, credentials: serde_json::Value) -> Self {
-        Self { url: url.into(), transport, credentials, request_timeout: DEFAULT_REQUEST_TIMEOUT }
+        Self {
+            url: url.into(),
+            transport,
+            credentials,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            oauth: None,
+        }
     }
 }
 
@@ -137,6 +149,7 @@ impl fmt::Debug for BridgeOptions {
             .field("transport", &self.transport)
             .field("credentials", &format_args!("<redacted keys {keys:?}>"))
             .field("request_timeout", &self.request_timeout)
+            .field("oauth", &self.oauth)
             .finish()
     }
 }

@@ -43,6 +43,7 @@ fn start_with(url: &str, transport: Transport, credentials: Value, tuning: Tunin
         transport,
         credentials,
         request_timeout: Duration::from_secs(2),
+        oauth: None,
     };
     Host {
         stdin: Some(host_w),
