@@ -106,6 +106,9 @@ pub enum Command {
         /// to `initialize`; `legacy` (2025-11-25) or `modern` (2026-07-28) force one.
         #[arg(long, default_value = "auto")]
         protocol: crate::bridge::Protocol,
+        /// OAuth (mcp transport, when the gateway asks for it and no token is set).
+        #[command(flatten)]
+        oauth: crate::bridge::oauth::OAuthArgs,
     },
 }
 
@@ -145,6 +148,9 @@ pub enum BridgeAction {
         /// Bound on each HTTP call to the gateway, in seconds.
         #[arg(long, default_value_t = 10.0)]
         timeout_secs: f64,
+        /// OAuth (mcp transport): the stored authorization is reported and used.
+        #[command(flatten)]
+        oauth: crate::bridge::oauth::OAuthArgs,
     },
 }
 
@@ -173,11 +179,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bridge { action: Some(action), .. } => bridge_action(action),
-        Command::Bridge { action: None, url, transport, timeout_secs, protocol } => {
+        Command::Bridge { action: None, url, transport, timeout_secs, protocol, oauth } => {
             let url = url.context("--url (or SWITCHBOARD_URL) is required")?;
             telemetry::init_logging(cli.log_format, "warn");
             let credentials = crate::bridge::credentials_from_env(&process_env)?;
-            if credentials.as_object().is_none_or(|o| o.is_empty()) {
+            let oauth = oauth.options(&process_env).map_err(anyhow::Error::msg)?;
+            let oauth_on = oauth.is_some() && transport == crate::bridge::Transport::Mcp;
+            if credentials.as_object().is_none_or(|o| o.is_empty()) && !oauth_on {
                 tracing::warn!(
                     "neither {} nor {} is set: a gateway that requires a token will refuse every call; \
                      set {} in the \"env\" block of this server's entry in claude_desktop_config.json",
@@ -190,6 +198,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             options.protocol = protocol;
             options.request_timeout = std::time::Duration::try_from_secs_f64(timeout_secs)
                 .context("--timeout-secs must be a positive number")?;
+            options.oauth = oauth;
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             runtime.block_on(crate::bridge::run(options, tokio::io::stdin(), tokio::io::stdout()))?;
             Ok(ExitCode::SUCCESS)
@@ -297,11 +306,12 @@ fn bridge_action(action: BridgeAction) -> anyhow::Result<ExitCode> {
             println!("restart Claude Desktop to load it");
             Ok(ExitCode::SUCCESS)
         }
-        BridgeAction::Check { url, transport, timeout_secs } => {
+        BridgeAction::Check { url, transport, timeout_secs, oauth } => {
             let credentials = crate::bridge::credentials_from_env(&process_env)?;
             let mut options = crate::bridge::BridgeOptions::new(url.clone(), transport, credentials);
             options.request_timeout = std::time::Duration::try_from_secs_f64(timeout_secs)
                 .context("--timeout-secs must be a positive number")?;
+            options.oauth = oauth.options(&process_env).map_err(anyhow::Error::msg)?;
             println!("switchboard bridge check: {url} (transport {transport})");
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             let report = runtime.block_on(crate::bridge::check::run(options));

@@ -69,10 +69,21 @@ impl Report {
 
 /// Runs the check against `opts.url` with `opts.credentials` (from the environment,
 /// as the bridge reads them).
-pub async fn run(opts: BridgeOptions) -> Report {
+pub async fn run(mut opts: BridgeOptions) -> Report {
     let mut report = Report::default();
     let has_credentials = opts.credentials.as_object().is_some_and(|o| !o.is_empty());
-    if has_credentials {
+    let oauth_applies = opts.transport == Transport::Mcp && opts.credentials.get("token").is_none();
+    if let Some(oauth) = opts.oauth.as_mut().filter(|_| oauth_applies) {
+        // The check never opens a browser: it uses (and may refresh) what is stored.
+        oauth.interactive = false;
+        let stored = super::oauth::stored_auth(oauth, &opts.url);
+        let verdict = if matches!(stored, super::oauth::StoredAuth::Valid { .. }) {
+            Verdict::Ok
+        } else {
+            Verdict::Warn
+        };
+        report.push(verdict, "oauth", stored.to_string());
+    } else if has_credentials {
         report.push(Verdict::Ok, "token", format!("credentials found in {TOKEN_ENV}/{CREDENTIALS_ENV}"));
     } else {
         report.push(

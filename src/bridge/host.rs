@@ -119,7 +119,9 @@ pub(crate) async fn serve(
             run_host(gateway, &opts, tuning, stdin, stdout).await
         }
         Transport::Mcp => {
-            let gateway = McpGateway::new(http, url, &opts.credentials, opts.request_timeout, opts.protocol);
+            let oauth = super::oauth::for_bridge(&opts, &http);
+            let gateway = McpGateway::new(http, url, &opts.credentials, opts.request_timeout, opts.protocol)
+                .with_oauth(oauth);
             run_host(gateway, &opts, tuning, stdin, stdout).await
         }
     }

@@ -67,6 +67,9 @@ pub(crate) struct McpGateway {
     pending: std::sync::Mutex<HashMap<String, PendingServerRequest>>,
     /// The protocol era spoken to the gateway, and the modern era's state.
     modern: modern::State,
+    /// The OAuth client (see [`super::oauth`]): its token goes in every request, and
+    /// a 401/403 challenge is answered there before the request is sent again.
+    oauth: Option<std::sync::Arc<super::oauth::OAuth>>,
 }
 
 #[derive(Deserialize)]
@@ -102,7 +105,14 @@ impl McpGateway {
             next_id: AtomicU64::new(1),
             pending: std::sync::Mutex::new(HashMap::new()),
             modern: modern::State::new(protocol),
+            oauth: None,
         }
+    }
+
+    /// Uses `oauth` for the gateway's authorization (`None`: static token or none).
+    pub(crate) fn with_oauth(mut self, oauth: Option<std::sync::Arc<super::oauth::OAuth>>) -> Self {
+        self.oauth = oauth;
+        self
     }
 
     /// First half of the host's `initialize`, done inline by the reader so that
@@ -306,6 +316,8 @@ impl McpGateway {
     ) -> reqwest::RequestBuilder {
         if let Some(token) = &self.bearer {
             request = request.bearer_auth(token);
+        } else if let Some(token) = self.oauth.as_ref().and_then(|o| o.access_token()) {
+            request = request.bearer_auth(token.expose());
         }
         if let Some(upstream) = upstream {
             if let Some(session_id) = &upstream.session_id {
@@ -328,12 +340,15 @@ impl McpGateway {
         upstream: Option<&Upstream>,
         outbox: &Outbox,
     ) -> Result<(Option<String>, Option<Outcome>), Failure> {
-        let request = self
-            .decorate(self.http.post(&self.endpoint), upstream)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header(reqwest::header::ACCEPT, ACCEPT_JSON_AND_SSE)
-            .body(body);
-        let response = self.send(request).await?;
+        let body = bytes::Bytes::from(body);
+        let post = || {
+            self.decorate(self.http.post(&self.endpoint), upstream)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .header(reqwest::header::ACCEPT, ACCEPT_JSON_AND_SSE)
+                .body(body.clone())
+        };
+        // Without OAuth this is one `send`; with it, 401/403 challenges are answered.
+        let response = super::oauth::send_with(self.oauth.as_deref(), || self.send(post())).await?;
         let status = response.status().as_u16();
         let session_id =
             response.headers().get(SESSION_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);

@@ -25,6 +25,9 @@
 //!   backed up, token in `env` only).
 //! - [`check`]: `bridge check`, the bridge driven in process as Claude Desktop drives
 //!   it, one line per step with the fix.
+//! - [`oauth`]: the OAuth client of the mcp transport (MCP authorization spec):
+//!   discovery, registration, PKCE, browser + loopback redirect, token store,
+//!   refresh, step-up. Hooked into [`mcp`] where a 401/403 arrives.
 //!
 //! # Decisions (see also `README.md` in this folder)
 //! - **Legacy transport** answers `initialize` itself (capability `tools` only),
@@ -52,6 +55,7 @@ pub mod install;
 mod jsonrpc;
 mod legacy;
 mod mcp;
+pub mod oauth;
 mod session;
 mod stdio;
 
@@ -158,6 +162,8 @@ pub struct BridgeOptions {
     pub request_timeout: Duration,
     /// The protocol era of the `mcp` transport (`--protocol`).
     pub protocol: Protocol,
+    /// OAuth client settings (mcp transport without a static token); `None`: off.
+    pub oauth: Option<oauth::OAuthOptions>,
 }
 
 impl BridgeOptions {
@@ -169,6 +175,7 @@ impl BridgeOptions {
             credentials,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             protocol: Protocol::default(),
+            oauth: None,
         }
     }
 }
@@ -184,6 +191,7 @@ impl fmt::Debug for BridgeOptions {
             .field("credentials", &format_args!("<redacted keys {keys:?}>"))
             .field("request_timeout", &self.request_timeout)
             .field("protocol", &self.protocol)
+            .field("oauth", &self.oauth)
             .finish()
     }
 }

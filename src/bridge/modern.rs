@@ -483,23 +483,29 @@ impl McpGateway {
         let body =
             format!(r#"{{"jsonrpc":"2.0","id":{id},"method":{},"params":{body_params}}}"#, json(method));
         let version = lock(&self.modern.version).clone();
-        let mut request = self
-            .decorate(self.http.post(&self.endpoint), None)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header(reqwest::header::ACCEPT, ACCEPT_JSON_AND_SSE)
-            .header(VERSION_HEADER, version)
-            .header(modern::METHOD_HEADER, modern::encode_header_value(method));
-        if let Some(name) = modern::name_of(method, parsed_params.as_ref()) {
-            request = request.header(modern::NAME_HEADER, modern::encode_header_value(&name));
-        }
-        if method == "tools/call"
-            && let Some(params) = &parsed_params
-        {
-            for (header, value) in self.param_headers(params) {
+        let name = modern::name_of(method, parsed_params.as_ref());
+        let param_headers = match &parsed_params {
+            Some(params) if method == "tools/call" => self.param_headers(params),
+            _ => Vec::new(),
+        };
+        let body = bytes::Bytes::from(body);
+        // Built afresh for each attempt: an OAuth challenge answered in between changes the token.
+        let post = || {
+            let mut request = self
+                .decorate(self.http.post(&self.endpoint), None)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .header(reqwest::header::ACCEPT, ACCEPT_JSON_AND_SSE)
+                .header(VERSION_HEADER, version.clone())
+                .header(modern::METHOD_HEADER, modern::encode_header_value(method));
+            if let Some(name) = &name {
+                request = request.header(modern::NAME_HEADER, modern::encode_header_value(name));
+            }
+            for (header, value) in &param_headers {
                 request = request.header(header, value);
             }
-        }
-        let response = self.send(request.body(body)).await?;
+            request.body(body.clone())
+        };
+        let response = super::oauth::send_with(self.oauth.as_deref(), || self.send(post())).await?;
         let status = response.status().as_u16();
         if !(200..300).contains(&status) {
             let body = self.body(response).await.unwrap_or_default();

@@ -44,6 +44,7 @@ fn start_with(url: &str, transport: Transport, credentials: Value, tuning: Tunin
         credentials,
         request_timeout: Duration::from_secs(2),
         protocol: super::Protocol::Auto,
+        oauth: None,
     };
     Host {
         stdin: Some(host_w),

