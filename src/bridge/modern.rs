@@ -505,7 +505,7 @@ impl McpGateway {
             }
             request.body(body.clone())
         };
-        let response = super::oauth::send_with(self.oauth.as_deref(), || self.send(post())).await?;
+        let response = crate::bridge::oauth::send_with(self.oauth.as_deref(), || self.send(post())).await?;
         let status = response.status().as_u16();
         if !(200..300).contains(&status) {
             let body = self.body(response).await.unwrap_or_default();

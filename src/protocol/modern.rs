@@ -148,6 +148,52 @@ pub fn name_of(method: &str, params: Option<&Value>) -> Option<String> {
     Some(params?.get(field)?.as_str()?.to_owned())
 }
 
+/// The `_meta` object of a modern request, as JSON text: the protocol `version`, the
+/// client's capabilities (raw JSON object; `{}` for none), its client info (raw JSON
+/// object) and, when given, the log level it opts in to.
+pub fn meta_object(
+    version: &str,
+    capabilities: Option<&str>,
+    client_info: &str,
+    log_level: Option<&str>,
+) -> String {
+    let capabilities = capabilities.map(str::trim).filter(|c| c.starts_with('{')).unwrap_or("{}");
+    let version = serde_json::to_string(version).unwrap_or_else(|_| format!("\"{VERSION}\""));
+    let mut meta = format!(
+        r#"{{"{META_PROTOCOL_VERSION}":{version},"{META_CLIENT_CAPABILITIES}":{capabilities},"{META_CLIENT_INFO}":{client_info}"#
+    );
+    if let Some(level) = log_level.and_then(|l| serde_json::to_string(l).ok()) {
+        meta.push_str(&format!(r#","{META_LOG_LEVEL}":{level}"#));
+    }
+    meta.push('}');
+    meta
+}
+
+/// Request params (raw JSON text, `None` when absent) with the entries of `meta` (a JSON
+/// object's text, from [`meta_object`]) added to their `_meta`: the request's own `_meta`
+/// entries (a `progressToken`) are kept, the protocol's keys are `meta`'s. Params that
+/// are absent or not an object become `{"_meta": …}`. The result is JSON object text.
+pub fn with_meta(params: Option<&str>, meta: &str) -> String {
+    let fallback = || format!(r#"{{"_meta":{meta}}}"#);
+    let text = params.unwrap_or("").trim();
+    let Some(rest) = text.strip_prefix('{').map(str::trim_start) else { return fallback() };
+    if !text.contains("\"_meta\"") {
+        // No `_meta` in the request: the object is extended as text, byte for byte.
+        return if rest.starts_with('}') { fallback() } else { format!(r#"{{"_meta":{meta},{rest}"#) };
+    }
+    let parsed = serde_json::from_str::<serde_json::Map<String, Value>>(text).ok();
+    let ours = serde_json::from_str::<serde_json::Map<String, Value>>(meta).ok();
+    let (Some(mut map), Some(ours)) = (parsed, ours) else { return fallback() };
+    let entry = map.entry("_meta").or_insert_with(|| Value::Object(Default::default()));
+    if !entry.is_object() {
+        *entry = Value::Object(Default::default());
+    }
+    if let Value::Object(theirs) = entry {
+        theirs.extend(ours);
+    }
+    serde_json::to_string(&map).unwrap_or_else(|_| fallback())
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -189,5 +235,35 @@ mod tests {
         assert_eq!(name_of("resources/read", Some(&params)).as_deref(), Some("file:///a"));
         assert_eq!(name_of("tools/list", Some(&params)), None);
         assert!(code::is_modern(-32022) && !code::is_modern(-32601));
+    }
+
+    #[test]
+    fn meta_goes_into_any_params_and_keeps_the_requests_own() {
+        let meta =
+            meta_object(VERSION, Some(r#"{"sampling":{}}"#), r#"{"name":"c","version":"1"}"#, Some("debug"));
+        let parsed: Value = serde_json::from_str(&meta).unwrap();
+        assert_eq!(parsed[META_PROTOCOL_VERSION], VERSION);
+        assert_eq!(parsed[META_CLIENT_CAPABILITIES], json!({"sampling": {}}));
+        assert_eq!(parsed[META_CLIENT_INFO]["name"], "c");
+        assert_eq!(parsed[META_LOG_LEVEL], "debug");
+        let bare: Value = serde_json::from_str(&meta_object(VERSION, None, "{}", None)).unwrap();
+        assert_eq!(bare[META_CLIENT_CAPABILITIES], json!({}));
+        assert!(bare.get(META_LOG_LEVEL).is_none());
+        for (params, name) in [
+            (None, None),
+            (Some("{}"), None),
+            (Some(r#" { "name" : "x" } "#), Some("x")),
+            (Some("[1]"), None),
+        ] {
+            let out: Value = serde_json::from_str(&with_meta(params, &meta)).unwrap();
+            assert_eq!(out["_meta"], parsed, "{params:?}");
+            assert_eq!(out.get("name").and_then(Value::as_str), name);
+        }
+        let out: Value =
+            serde_json::from_str(&with_meta(Some(r#"{"name":"t","_meta":{"progressToken":7}}"#), &meta))
+                .unwrap();
+        assert_eq!(out["_meta"]["progressToken"], 7);
+        assert_eq!(out["_meta"][META_PROTOCOL_VERSION], VERSION);
+        assert_eq!(out["name"], "t");
     }
 }
