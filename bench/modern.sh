@@ -8,7 +8,8 @@
 # Knobs: MODERN_CONCURRENCY=4, MODERN_SECS=10, MODERN_ROUNDS=2 (legacy and modern
 # alternate, so drift hits both). The tool list is fetched first, so the demo server's
 # `echo` is cacheable from the first call; each scenario's first call per task is its only
-# miss. Prints the bench's JSON line per run.
+# miss. The per-principal rate limit is off (one token drives the whole load). Prints the
+# bench's JSON line per run.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -36,6 +37,7 @@ for _ in $(seq 100); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break
 env -i PATH="$PATH" HOME="${HOME:-/root}" RUST_LOG=warn \
     SWITCHBOARD_LISTEN="127.0.0.1:$PORT" SWITCHBOARD_REDIS_URL="redis://127.0.0.1:$REDIS_PORT" \
     SWITCHBOARD_SECRET_KEY="$(head -c32 /dev/urandom | base64)" SWITCHBOARD_AUTH_STATIC_TOKENS=demo \
+    SWITCHBOARD_LIMITS_REQUESTS_PER_SEC=0 \
     "$SB" serve >"$TMP/worker.log" 2>&1 </dev/null &
 PIDS+=($!)
 for _ in $(seq 300); do curl -fs "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
