@@ -217,3 +217,51 @@ fn server_protocol_defaults_to_auto_and_has_a_file_and_an_env_form() {
     let err = load(None, &[("SWITCHBOARD_MCP_PROTOCOL", "modern")]).unwrap_err();
     assert!(err.to_string().contains("SWITCHBOARD_MCP_COMMAND"), "{err}");
 }
+
+#[test]
+fn oauth_mode_reads_its_keys_from_file_and_environment() {
+    let config = load(
+        Some("[auth]\nmode = \"oauth\"\njwks_url = \"https://as.example/jwks\"\n"),
+        &[
+            ("SWITCHBOARD_AUTH_ISSUER", "https://as.example"),
+            ("SWITCHBOARD_AUTH_AUDIENCE", "https://gw.example/mcp"),
+            ("SWITCHBOARD_AUTH_REQUIRED_SCOPES", "mcp, crm:read"),
+            ("SWITCHBOARD_AUTH_INTROSPECTION_URL", "https://as.example/introspect"),
+            ("SWITCHBOARD_AUTH_INTROSPECTION_CLIENT_ID", "gw"),
+            ("SWITCHBOARD_AUTH_INTROSPECTION_CLIENT_SECRET", "s3cret"),
+        ],
+    )
+    .expect("oauth config");
+    assert_eq!(config.auth_mode(), AuthMode::OAuth);
+    assert_eq!(config.auth.issuer.as_deref(), Some("https://as.example"));
+    assert_eq!(config.auth.required_scopes, ["mcp", "crm:read"]);
+    assert_eq!(config.auth.leeway, Duration::from_secs(60));
+    // The embedded demo server gets the user's `sub`, never the access token.
+    assert_eq!(config.servers[DEFAULT_SERVER].env["DEMO_TOKEN"], "{claims.sub}");
+    let shown = config.redacted_toml();
+    assert!(!shown.contains("s3cret") && shown.contains("introspection_client_id = \"gw\""), "{shown}");
+    let env = load(None, &[("SWITCHBOARD_AUTH_MODE", "oauth")]).unwrap_err().to_string();
+    assert!(env.contains("auth.issuer") && env.contains("auth.audience"), "{env}");
+}
+
+#[test]
+fn oauth_mode_refuses_a_token_passed_to_a_server_that_did_not_opt_in() {
+    let base =
+        "[auth]\nmode = \"oauth\"\nissuer = \"https://as.example\"\naudience = \"https://gw.example/mcp\"\n";
+    let leak =
+        format!("{base}[servers.a]\ncommand = [\"x\"]\nenv = {{ T = \"{{credentials.access_token}}\" }}\n");
+    let err = load(Some(&leak), &[]).unwrap_err().to_string();
+    assert!(err.contains("servers.a") && err.contains("pass_access_token"), "{err}");
+    let opted = format!("{base}[servers.a]\ncommand = [\"x\"]\npass_access_token = true\n");
+    let config = load(Some(&opted), &[]).expect("opt-in");
+    assert_eq!(config.servers["a"].env[ACCESS_TOKEN_ENV], ACCESS_TOKEN_TEMPLATE);
+    for bad in ["audience = \"gw.example/mcp\"", "audience = \"https://gw.example/mcp#x\""] {
+        let text = format!("[auth]\nmode = \"oauth\"\nissuer = \"https://as.example\"\n{bad}\n");
+        assert!(load(Some(&text), &[]).unwrap_err().to_string().contains("auth.audience"), "{bad}");
+    }
+    let scopes = format!(
+        "{base}required_scopes = [\"mcp\"]\n[servers.a]\ncommand = [\"x\"]\nrequired_scopes = [\"a\"]\n\
+         [servers.a.tools.t]\nrequired_scopes = [\"a\", \"t\"]\n"
+    );
+    assert_eq!(load(Some(&scopes), &[]).unwrap().scopes_supported(), ["mcp", "a", "t"]);
+}

@@ -212,9 +212,16 @@ impl Gateway {
             _ => None,
         };
         let bound = self.bind_session(id, presented, field).await?;
-        if let Some(Operation::CallTool { server, tool, .. }) = operation {
-            // Before anything runs: a 403 the client can step up from.
-            self.auth.check_scopes(&bound.credentials, server, Some(tool))?;
+        // Before anything runs: a 403 the client can step up from (auth mode `oauth`). A
+        // server's resources and prompts need its scopes as its tools do.
+        match operation {
+            Some(Operation::CallTool { server, tool, .. }) => {
+                self.auth.check_scopes(&bound.credentials, server, Some(tool))?;
+            }
+            Some(Operation::Forward { server, .. }) => {
+                self.auth.check_scopes(&bound.credentials, server, None)?
+            }
+            _ => {}
         }
         Ok(bound)
     }

@@ -1084,3 +1084,50 @@ async fn the_identity_opens_from_its_sealed_field_and_older_plain_records_still_
     assert!(gateway.identity(&id, &record).is_err(), "never opened as the credentials are");
     worker.finish().await;
 }
+
+// ---------------------------------------------------------------------------------------
+// auth mode oauth: the metadata and the challenges (token validation: auth::tests, tests/it)
+
+#[tokio::test]
+async fn oauth_mode_publishes_resource_metadata_and_challenges_a_missing_token() {
+    let mut oauth = config(vec![("default", demo_server(None))]);
+    oauth.auth.mode = Some(crate::config::AuthMode::OAuth);
+    oauth.auth.issuer = Some("http://127.0.0.1:9/issuer".into());
+    oauth.auth.audience = Some("https://gw.example.com/v1/mcp".into());
+    oauth.auth.required_scopes = vec!["mcp".into()];
+    let worker = Worker::new(oauth);
+    for uri in ["/.well-known/oauth-protected-resource", "/.well-known/oauth-protected-resource/v1/mcp"] {
+        let request = Request::get(uri).header("host", "localhost").header("origin", "https://app.example");
+        let answer = worker.send(request.body(Body::empty()).unwrap()).await;
+        assert_eq!(answer.status, StatusCode::OK, "{uri}: {}", answer.text);
+        assert_eq!(answer.json["resource"], "https://gw.example.com/v1/mcp");
+        assert_eq!(answer.json["authorization_servers"], json!(["http://127.0.0.1:9/issuer"]));
+        assert_eq!(answer.json["scopes_supported"], json!(["mcp"]));
+        assert_eq!(answer.headers["access-control-allow-origin"], "*");
+    }
+    let expected = r#"Bearer resource_metadata="https://gw.example.com/.well-known/oauth-protected-resource/v1/mcp", scope="mcp""#;
+    let mut bare =
+        mcp_post(None, &rpc("initialize", json!({"protocolVersion": "2025-11-25", "capabilities": {}})));
+    bare.headers_mut().remove("authorization");
+    let answer = worker.send(bare).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{}", answer.text);
+    assert_eq!(answer.headers["www-authenticate"], expected);
+    assert_eq!(answer.json["error"]["code"], -32000, "JSON-RPC on /mcp");
+    let legacy = worker.json("GET", "/tools", Some("x"), Value::Null).await;
+    legacy.is_error(StatusCode::UNAUTHORIZED, "missing_credentials");
+    assert_eq!(legacy.headers["www-authenticate"], expected);
+    // Health and metrics stay open.
+    assert_eq!(worker.json("GET", "/healthz", None, Value::Null).await.status, StatusCode::OK);
+    worker.finish().await;
+}
+
+#[tokio::test]
+async fn other_modes_have_no_resource_metadata_and_send_no_challenge() {
+    let worker = Worker::demo();
+    let answer = worker.json("GET", "/.well-known/oauth-protected-resource/mcp", None, Value::Null).await;
+    answer.is_error(StatusCode::NOT_FOUND, "not_found");
+    let refused = worker.json("POST", "/init", None, json!({"credentials": {"token": "nope"}})).await;
+    refused.is_error(StatusCode::UNAUTHORIZED, "invalid_credentials");
+    assert!(refused.headers.get("www-authenticate").is_none());
+    worker.finish().await;
+}
