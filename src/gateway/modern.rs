@@ -11,7 +11,9 @@
 //!   TTL reset on every access, the per-principal quota and rate, warm children, and the
 //!   previous release reads it. The token, not the principal, derives the id because the
 //!   binding check compares tokens (as for sessions) and because naming the principal
-//!   would need the credentials check, perhaps a call out, before the record is read.
+//!   would need the credentials check, perhaps a call out, before the record is read;
+//!   in auth mode `oauth`, where tokens are short-lived and validated locally, the
+//!   verified principal (`iss`, `sub`) derives it, so a refreshed token keeps the record.
 //! * **Input required.** A call runs in a task of its own ([`RunningCall`]). When its
 //!   child asks the client something (sampling, elicitation, roots), the adapter answers
 //!   the HTTP request with an `InputRequiredResult` and the call is *parked* on this
@@ -249,8 +251,14 @@ pub type Outcome = Value;
 impl Gateway {
     /// The id of the principal record of `token` (see the module doc).
     pub fn principal_record_id(&self, token: Option<&str>) -> Result<SessionId, GatewayError> {
+        self.record_id_of(token.unwrap_or("").as_bytes())
+    }
+
+    /// The id of the principal record keyed by `material` (a token, or in auth mode
+    /// `oauth` the verified principal with a prefix no token has).
+    fn record_id_of(&self, material: &[u8]) -> Result<SessionId, GatewayError> {
         let mut data = RECORD_DOMAIN.to_vec();
-        data.extend_from_slice(token.unwrap_or("").as_bytes());
+        data.extend_from_slice(material);
         let tag = self.sealer.mac_key().tag(&data);
         // 32 bytes in base64url: exactly a session id's shape.
         SessionId::parse(&URL_SAFE_NO_PAD.encode(tag.as_bytes())).ok_or(GatewayError::SessionNotFound)
@@ -265,7 +273,16 @@ impl Gateway {
         client: Value,
         operation: Option<&Operation>,
     ) -> Result<Bound, GatewayError> {
-        let id = self.principal_record_id(token)?;
+        // In auth mode `oauth` access tokens are short-lived and refreshed: the record is the
+        // principal's (`iss`, `sub`), so a refreshed token keeps its cache and state (the
+        // binding check then compares principals, not tokens).
+        let id = match token {
+            Some(bearer) if self.auth.is_oauth() => {
+                let verified = self.auth.verify_bearer(bearer).await?;
+                self.record_id_of(format!("\0oauth\0{}", verified.principal).as_bytes())?
+            }
+            _ => self.principal_record_id(token)?,
+        };
         let presented = Presented { token, door: Door::Mcp };
         match self.bind_for(id.as_str(), presented, operation).await {
             Err(GatewayError::SessionNotFound) => {}
