@@ -196,6 +196,12 @@ impl McpGateway {
                 }
             };
             match outcome {
+                Outcome::Result(result) if !names_spoken_version(&result) => {
+                    // Not a DiscoverResult with a version spoken here (a legacy server
+                    // answering anything with a result): legacy.
+                    self.modern.learn(Era::Legacy);
+                    return self.probe_verdict();
+                }
                 Outcome::Result(result) => {
                     self.modern.learn(Era::Modern);
                     return match self.modern.era() {
@@ -395,18 +401,9 @@ impl McpGateway {
                 .map_err(|e| GatewayError::Protocol(format!("the host's answer: {e}")))?;
             responses.insert(key, answer);
         }
-        let base = params.unwrap_or("{}");
-        let mut map: serde_json::Map<String, Value> = serde_json::from_str(base)
-            .map_err(|e| GatewayError::Protocol(format!("the request's params: {e}")))?;
-        map.insert("inputResponses".into(), Value::Object(responses));
-        map.remove("requestState");
-        let mut text = serde_json::to_string(&map).map_err(|e| GatewayError::Protocol(e.to_string()))?;
-        if let Some(state) = input.request_state {
-            // Echoed as sent, byte for byte: the client must not parse or re-encode it.
-            text.truncate(text.len().saturating_sub(1));
-            text.push_str(&format!(r#","requestState":{}}}"#, state.get()));
-        }
-        Ok(text)
+        let responses = Value::Object(responses).to_string();
+        modern::retry_params(params, &responses, input.request_state.as_deref().map(RawValue::get))
+            .ok_or_else(|| GatewayError::Protocol("the request's params are not an object".into()))
     }
 
     /// Makes sure the tool of a `tools/call` is known for its `x-mcp-header`s (a
@@ -687,6 +684,17 @@ fn spoken_version(error: &RawValue) -> Option<String> {
     let value: Value = serde_json::from_str(error.get()).ok()?;
     let supported = value.get("data")?.get("supported")?.as_array()?;
     supported.iter().filter_map(Value::as_str).find(|v| modern::VERSIONS.contains(v)).map(String::from)
+}
+
+/// Whether a `DiscoverResult` names a version this build speaks in `supportedVersions`.
+fn names_spoken_version(result: &RawValue) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Discover {
+        #[serde(rename = "supportedVersions", default)]
+        supported_versions: Vec<String>,
+    }
+    serde_json::from_str::<Discover>(result.get())
+        .is_ok_and(|d| d.supported_versions.iter().any(|v| modern::VERSIONS.contains(&v.as_str())))
 }
 
 /// A result's `resultType` (absent: complete).

@@ -194,6 +194,27 @@ pub fn with_meta(params: Option<&str>, meta: &str) -> String {
     serde_json::to_string(&map).unwrap_or_else(|_| fallback())
 }
 
+/// The params of the retry after an `InputRequiredResult`: the request's own (JSON object
+/// text; `None`: none) with `inputResponses` (JSON object text, key → the answer) and, when
+/// the server sent one, its `requestState` (raw JSON) echoed byte for byte, never parsed or
+/// re-encoded. `None` when the params or the responses are not JSON objects.
+pub fn retry_params(params: Option<&str>, responses: &str, state: Option<&str>) -> Option<String> {
+    let mut map: serde_json::Map<String, Value> = match params {
+        Some(p) => serde_json::from_str(p).ok()?,
+        None => serde_json::Map::new(),
+    };
+    let responses: serde_json::Map<String, Value> = serde_json::from_str(responses).ok()?;
+    map.insert("inputResponses".into(), Value::Object(responses));
+    map.remove("requestState");
+    let mut text = serde_json::to_string(&map).ok()?;
+    if let Some(state) = state {
+        // The map is not empty (it holds `inputResponses`): its text ends with `}`.
+        text.pop();
+        text.push_str(&format!(r#","requestState":{}}}"#, state.trim()));
+    }
+    Some(text)
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

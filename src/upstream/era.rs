@@ -30,11 +30,6 @@ use crate::protocol::modern::{self, Era};
 /// command, now modern) is spoken to in its new era the next day at the latest.
 pub const LEARNT_TTL: Duration = Duration::from_secs(24 * 3600);
 
-/// Longest wait for the answer to the `server/discover` probe before the server is taken
-/// for legacy (a legacy server may not answer an unknown request at all). Capped by the
-/// server's `init_timeout_secs`.
-pub const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// Where the eras learnt in `auto` mode are kept for every worker of the fleet (the store's
 /// shared values; the previous release never reads these keys).
 #[async_trait]
@@ -199,21 +194,12 @@ pub fn retry_params(
     responses: &[(String, Box<RawValue>)],
     state: Option<&RawValue>,
 ) -> Option<Box<RawValue>> {
-    let mut map: serde_json::Map<String, Value> = match params {
-        Some(p) => serde_json::from_str(p.get()).ok()?,
-        None => serde_json::Map::new(),
-    };
     let answers: serde_json::Map<String, Value> = responses
         .iter()
         .filter_map(|(key, raw)| Some((key.clone(), serde_json::from_str(raw.get()).ok()?)))
         .collect();
-    map.insert("inputResponses".into(), Value::Object(answers));
-    map.remove("requestState");
-    let mut text = serde_json::to_string(&map).ok()?;
-    if let Some(state) = state {
-        text.pop();
-        text.push_str(&format!(r#","requestState":{}}}"#, state.get()));
-    }
+    let answers = serde_json::to_string(&answers).ok()?;
+    let text = modern::retry_params(params.map(RawValue::get), &answers, state.map(RawValue::get))?;
     RawValue::from_string(text).ok()
 }
 

@@ -475,14 +475,16 @@ impl McpManager {
                     // The probe: a DiscoverResult naming a version spoken here is modern;
                     // any error or no answer in time is legacy (never one code only).
                     let params = era::with_meta(None, &meta);
-                    let probe_limit = limit.min(era::PROBE_TIMEOUT);
+                    let probe_limit = limit;
                     let answer = tokio::time::timeout(
                         probe_limit,
                         session.request(PROBE_ID, modern::DISCOVER, Some(&params)),
                     )
                     .await;
-                    // No answer in time may be a slow start rather than the era: kept by
-                    // this worker only, never shared with the fleet.
+                    // No answer in time is legacy (the specification's rule), kept by this
+                    // worker only (it may have been a slow start); this child may still
+                    // answer the probe late, so it is not given `initialize`: the request
+                    // fails, the next one starts a legacy child.
                     let (learnt, share) = match answer {
                         Ok(Ok(result)) if era::speaks_modern(&result) => {
                             discovered = Some(era::discover_as_init(&result));
@@ -493,6 +495,9 @@ impl McpManager {
                         Ok(Err(e)) => return Err(e),
                     };
                     self.learn_era(runtime, learnt, share).await;
+                    if !share {
+                        return Err(timeout("answer server/discover", probe_limit));
+                    }
                     learnt
                 }
             };
