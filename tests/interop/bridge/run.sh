@@ -3,7 +3,8 @@
 # private redis-server and two `switchboard serve` workers on free 127.0.0.1
 # ports (stack.sh), driven by the official Python SDK and by raw stdio
 # (bridge_checks.py), then the conformance suite's client scenarios with the
-# bridge in mcp mode as the client under test (run_conformance.sh).
+# bridge in mcp mode as the client under test (run_conformance.sh), the OAuth
+# client's auth/* scenarios included.
 #
 #   tests/interop/bridge/run.sh          (scripts/test.sh runs it after cargo test)
 #
@@ -75,3 +76,13 @@ echo "stack: redis-server and workers a, b on 127.0.0.1 ($(tr '\n' ' ' <"$STACK/
 
 SWITCHBOARD_BRIDGE_CMD="$SB bridge" CONFORMANCE_OUT="$STACK/conformance" \
     bash "$here/run_conformance.sh" initialize tools_call sse-retry || status=1
+# The bridge's OAuth client against every client auth scenario that applies (headless).
+SWITCHBOARD_BRIDGE_CMD="$SB bridge" CONFORMANCE_OUT="$STACK/conformance-auth" \
+    bash "$here/run_conformance.sh" auth || status=1
+# The pre-release's auth scenarios too, where it is installed, on the 2025-11-25 wire the
+# mcp transport speaks (its 2026-07-28 ones otherwise need the stateless wire).
+ALPHA=${CONFORMANCE_ALPHA:-$INTEROP_DIR/npm-alpha/node_modules/@modelcontextprotocol/conformance/dist/index.js}
+if [ -e "$ALPHA" ]; then
+    SWITCHBOARD_BRIDGE_CMD="$SB bridge" CONFORMANCE="$ALPHA" CONFORMANCE_OUT="$STACK/conformance-auth-alpha" \
+        CONFORMANCE_ARGS="--spec-version 2025-11-25 --force" bash "$here/run_conformance.sh" auth || status=1
+fi
