@@ -3,9 +3,10 @@
 # private redis-server and two `switchboard serve` workers on free 127.0.0.1
 # ports (stack.sh), driven by the official Python SDK and by raw stdio
 # (bridge_checks.py), then the conformance suite's client scenarios with the
-# bridge in mcp mode as the client under test (run_conformance.sh); then the
-# modern era (2026-07-28): a Python SDK 2.x server (modern_checks.py) and the
-# alpha suite's 2026-07-28 client scenarios (run_conformance.sh --modern).
+# bridge in mcp mode as the client under test (run_conformance.sh), the OAuth
+# client's auth/* scenarios included; then the modern era (2026-07-28): a Python
+# SDK 2.x server (modern_checks.py) and the alpha suite's 2026-07-28 client
+# scenarios (run_conformance.sh --modern).
 #
 #   tests/interop/bridge/run.sh          (scripts/test.sh runs it after cargo test)
 #
@@ -88,4 +89,13 @@ if [ -e "$ALPHA" ]; then
 else
     echo "FAIL conformance 2026-07-28 client scenarios: $ALPHA missing (npm install @modelcontextprotocol/conformance@0.2.0-alpha.12 under $INTEROP_DIR/npm-alpha)"
     status=1
+fi
+# The bridge's OAuth client against every client auth scenario that applies (headless).
+SWITCHBOARD_BRIDGE_CMD="$SB bridge" CONFORMANCE_OUT="$STACK/conformance-auth" \
+    bash "$here/run_conformance.sh" auth || status=1
+# The pre-release's auth scenarios too, where it is installed, on the 2025-11-25 wire the
+# mcp transport speaks (its 2026-07-28 ones otherwise need the stateless wire).
+if [ -e "$ALPHA" ]; then
+    SWITCHBOARD_BRIDGE_CMD="$SB bridge" CONFORMANCE="$ALPHA" CONFORMANCE_OUT="$STACK/conformance-auth-alpha" \
+        CONFORMANCE_ARGS="--spec-version 2025-11-25 --force" bash "$here/run_conformance.sh" auth || status=1
 fi

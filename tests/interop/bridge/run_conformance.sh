@@ -24,6 +24,8 @@
 #   PYTHON       a python with `mcp` (the official SDK) for the driver
 #   SWITCHBOARD_BRIDGE_CMD   the bridge command line (default: target/release/switchboard bridge)
 #   CONFORMANCE_OUT          where the suite writes checks.json (default: a temp dir)
+#   CONFORMANCE_TIMEOUT_MS   the suite's bound on one client run (default 90000: the suite's
+#                            own 30 s is tight for a Python client + bridge on a busy machine)
 #   CONFORMANCE_ARGS         more `client` options, e.g. `--spec-version 2025-11-25 --force`
 #                            (runs the pre-release's 2026-07-28 auth scenarios on the
 #                            2025-11-25 wire, which is what the bridge's mcp transport speaks)
@@ -65,7 +67,7 @@ for s in "${scenarios[@]}"; do
     # suite run (scenario server, driver, bridge) lives and dies inside it.
     if unshare -n sh -c 'ip link set lo up && exec "$@"' sh \
         "$NODE22" "$CONFORMANCE" client --command "$PYTHON $here/conformance_driver.py" \
-        --scenario "$s" -o "$out" ${CONFORMANCE_ARGS:-} >"$log" 2>&1; then
+        --scenario "$s" -o "$out" --timeout "${CONFORMANCE_TIMEOUT_MS:-90000}" ${CONFORMANCE_ARGS:-} >"$log" 2>&1; then
         verdict=PASS
     else
         verdict=FAIL
