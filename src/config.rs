@@ -378,9 +378,11 @@ pub struct ServerConfig {
 #[serde(rename_all = "lowercase")]
 pub enum ServerProtocol {
     /// Probe with `server/discover` once per config hash; modern if it answers, else legacy.
-    #[default]
     Auto,
-    /// `initialize` + `notifications/initialized` before every request.
+    /// `initialize` + `notifications/initialized` before every request. The default: every
+    /// stdio server answers it, while a probe costs a server that ignores unknown requests
+    /// its first request on each worker (opt in to `auto` or `modern` per server).
+    #[default]
     Legacy,
     /// Every request stateless with `_meta`, no handshake.
     Modern,
@@ -519,7 +521,7 @@ impl Default for ServerConfig {
             parent_death_signal: true,
             required_scopes: Vec::new(),
             pass_access_token: false,
-            protocol: ServerProtocol::Auto,
+            protocol: ServerProtocol::Legacy,
         }
     }
 }

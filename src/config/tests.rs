@@ -200,9 +200,9 @@ fn the_demo_token_is_refused_only_beyond_loopback() {
 }
 
 #[test]
-fn server_protocol_defaults_to_auto_and_has_a_file_and_an_env_form() {
+fn server_protocol_defaults_to_legacy_and_has_a_file_and_an_env_form() {
     let config = load(Some("[servers.a]\ncommand = [\"a\"]\n"), &[]).expect("config");
-    assert_eq!(config.servers["a"].protocol, ServerProtocol::Auto);
+    assert_eq!(config.servers["a"].protocol, ServerProtocol::Legacy);
     let config = load(Some("[servers.a]\ncommand = [\"a\"]\nprotocol = \"modern\"\n"), &[])
         .expect("modern from the file");
     assert_eq!(config.servers["a"].protocol, ServerProtocol::Modern);
