@@ -93,7 +93,7 @@ start_redis "$REDIS_PORT" || { status=1; exit 1; }
 # The workers front the conformance fixture (no auth).
 for w in "worker-a $WORKER_A_PORT" "worker-b $WORKER_B_PORT"; do
     # shellcheck disable=SC2086
-    start_worker $w "$REDIS_PORT" "$SECRET_KEY" SWITCHBOARD_AUTH_MODE=none SWITCHBOARD_MCP_COMMAND="$FIXTURE"
+    start_worker $w "$REDIS_PORT" "$SECRET_KEY" SWITCHBOARD_AUTH_MODE=none SWITCHBOARD_MCP_COMMAND="$FIXTURE" SWITCHBOARD_MAX_CHILDREN=8
 done
 for w in "worker-a $WORKER_A_PORT" "worker-b $WORKER_B_PORT"; do
     # shellcheck disable=SC2086
