@@ -15,6 +15,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures_util::StreamExt;
 use serde_json::json;
 use tokio::sync::mpsc;
 
@@ -97,6 +98,7 @@ macro_rules! store_contract {
             a_principal_at_its_quota_loses_its_least_recently_used_session_to_a_new_one,
             ended_sessions_free_their_place_in_the_quota,
             a_quota_of_zero_admits_any_number,
+            concurrent_admissions_at_the_quota_keep_exactly_the_quota,
             the_request_bucket_allows_a_burst_then_refills_at_the_rate,
         );
     };
@@ -568,6 +570,31 @@ pub async fn a_quota_of_zero_admits_any_number(h: &dyn Harness) {
     for id in &ids {
         assert!(exists(h, id).await);
     }
+}
+
+pub async fn concurrent_admissions_at_the_quota_keep_exactly_the_quota(h: &dyn Harness) {
+    // Sixty creations, sixteen at a time, against a quota of five: whatever the interleaving,
+    // five sessions stay, every other one was evicted once, and none is left uncounted.
+    let admissions = futures_util::stream::iter(0..60)
+        .map(|_| admitted(h, "alice", 5))
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await;
+    let evicted: Vec<&SessionId> = admissions.iter().flat_map(|(_, evicted)| evicted).collect();
+    let mut kept = Vec::new();
+    for (id, _) in &admissions {
+        if exists(h, id).await {
+            kept.push(id);
+        }
+    }
+    assert_eq!(kept.len(), 5, "the quota holds: {} kept", kept.len());
+    assert_eq!(evicted.len(), 55, "each other session was evicted once");
+    assert!(evicted.iter().all(|id| !kept.contains(id)), "no kept session is counted as evicted");
+    // The next one still makes room for itself.
+    let (newest, evicted) = admitted(h, "alice", 5).await;
+    assert_eq!(evicted.len(), 1);
+    assert!(exists(h, &newest).await);
+    assert_eq!(all_failures(h), 0);
 }
 
 pub async fn the_request_bucket_allows_a_burst_then_refills_at_the_rate(h: &dyn Harness) {

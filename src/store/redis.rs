@@ -308,6 +308,26 @@ impl RedisStore {
             .transpose()
     }
 
+    /// Writes a new session record (`op` names it in the failure counts).
+    async fn insert(
+        &self,
+        op: StoreOp,
+        id: &SessionId,
+        record: &SessionRecord,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        self.run(op, Some(id), async {
+            let mut invocation = self.create.key(self.keys.session(id));
+            invocation.arg(ttl_ms(ttl));
+            for (name, value) in to_fields(record) {
+                invocation.arg(name).arg(value);
+            }
+            let created: i64 = invocation.invoke_async(&mut self.conn()).await?;
+            if created == 1 { Ok(()) } else { Err(Fault::Corrupt("session id collision".into())) }
+        })
+        .await
+    }
+
     /// The least recently used session of a principal's index, its estimates checked
     /// against the sessions' real last-seen times. Index scores only ever lag (a touch
     /// does not update the index), so an entry whose real time is at most the lowest score
@@ -458,16 +478,7 @@ fn from_fields(fields: Vec<(String, String)>) -> Result<SessionRecord, Unreadabl
 #[async_trait]
 impl SessionStore for RedisStore {
     async fn create(&self, id: &SessionId, record: &SessionRecord, ttl: Duration) -> Result<(), StoreError> {
-        self.run(StoreOp::Create, Some(id), async {
-            let mut invocation = self.create.key(self.keys.session(id));
-            invocation.arg(ttl_ms(ttl));
-            for (name, value) in to_fields(record) {
-                invocation.arg(name).arg(value);
-            }
-            let created: i64 = invocation.invoke_async(&mut self.conn()).await?;
-            if created == 1 { Ok(()) } else { Err(Fault::Corrupt("session id collision".into())) }
-        })
-        .await
+        self.insert(StoreOp::Create, id, record, ttl).await
     }
 
     async fn admit(
@@ -483,42 +494,53 @@ impl SessionStore for RedisStore {
         }
         let index = self.keys.principal_sessions(&record.principal);
         let mut admitted = Admitted::default();
+        // The record first, then its entry in the index: an entry whose record is missing is
+        // stale (dropped by the probe), never a session still being created.
+        self.insert(StoreOp::Admit, id, record, ttl).await?;
         // First only count it in; when the index is full, refresh the scores of its lowest
         // entries (the sessions' real last-seen times) and then take the lowest entry as the
         // victim in the same step as the new session is counted, so concurrent creations
         // never evict more than one session each, nor starve each other.
-        for evict in [false, true] {
-            if evict {
-                self.run(StoreOp::Admit, Some(id), self.least_recent(&index)).await?;
+        let counted = async {
+            for evict in [false, true] {
+                if evict {
+                    self.run(StoreOp::Admit, Some(id), self.least_recent(&index)).await?;
+                }
+                let counted: Option<String> = self
+                    .run(StoreOp::Admit, Some(id), async {
+                        Ok(self
+                            .admit
+                            .key(&index)
+                            .arg(id.as_str())
+                            .arg(record.last_seen_ms)
+                            .arg(quota)
+                            .arg(ttl_ms(ttl))
+                            .arg(if evict { "1" } else { "0" })
+                            .invoke_async(&mut self.conn())
+                            .await?)
+                    })
+                    .await?;
+                if counted.is_some() {
+                    return Ok(counted);
+                }
             }
-            let counted: Option<String> = self
-                .run(StoreOp::Admit, Some(id), async {
-                    Ok(self
-                        .admit
-                        .key(&index)
-                        .arg(id.as_str())
-                        .arg(record.last_seen_ms)
-                        .arg(quota)
-                        .arg(ttl_ms(ttl))
-                        .arg(if evict { "1" } else { "0" })
-                        .invoke_async(&mut self.conn())
-                        .await?)
-                })
-                .await?;
-            let Some(victim) = counted else { continue };
-            if let Some(victim) = SessionId::parse(&victim)
-                && self.delete(&victim).await?
-            {
-                admitted.evicted.push(victim);
+            Ok::<_, StoreError>(None)
+        };
+        let victim = match counted.await {
+            Ok(Some(victim)) => victim,
+            outcome => {
+                // Not counted in: the record goes too (best effort, the failure is counted
+                // once already; it expires anyway).
+                let _: Result<i64, _> = self.conn().del(self.keys.session(id)).await;
+                return outcome.map(|_| None);
             }
-            if let Err(e) = self.create(id, record, ttl).await {
-                // Best effort: a stale entry is dropped by the next probe anyway.
-                let _: Result<i64, _> = self.conn().zrem(&index, id.as_str()).await;
-                return Err(e);
-            }
-            return Ok(Some(admitted));
+        };
+        if let Some(victim) = SessionId::parse(&victim)
+            && self.delete(&victim).await?
+        {
+            admitted.evicted.push(victim);
         }
-        Ok(None)
+        Ok(Some(admitted))
     }
 
     async fn take_token(
