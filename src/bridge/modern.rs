@@ -49,8 +49,6 @@ use crate::protocol::{ACCEPT_JSON_AND_SSE, EVENT_STREAM, STDIO_VERSIONS, VERSION
 
 /// Most rounds of `InputRequiredResult` answered for one host request.
 const MAX_INPUT_ROUNDS: usize = 16;
-/// Most input requests of one round.
-const MAX_INPUT_REQUESTS: usize = 64;
 /// Most tools whose `x-mcp-header` annotations are remembered.
 const MAX_TOOLS: usize = 4096;
 /// Most host answers awaited at once.
@@ -349,29 +347,9 @@ impl McpGateway {
         result: &RawValue,
         outbox: &Outbox,
     ) -> Result<String, GatewayError> {
-        #[derive(serde::Deserialize)]
-        struct InputRequired {
-            #[serde(rename = "inputRequests", default)]
-            input_requests: HashMap<String, InputRequest>,
-            #[serde(rename = "requestState", default)]
-            request_state: Option<Box<RawValue>>,
-        }
-        #[derive(serde::Deserialize)]
-        struct InputRequest {
-            method: String,
-            #[serde(default)]
-            params: Option<Box<RawValue>>,
-        }
-        let input: InputRequired = serde_json::from_str(result.get()).map_err(|e| {
-            GatewayError::Protocol(format!("an InputRequiredResult that cannot be read: {e}"))
-        })?;
-        if input.input_requests.len() > MAX_INPUT_REQUESTS {
-            return Err(GatewayError::Protocol(format!(
-                "the gateway asked for more than {MAX_INPUT_REQUESTS} inputs at once"
-            )));
-        }
+        let input = modern::InputRequired::parse(result.get()).map_err(GatewayError::Protocol)?;
         let mut responses = serde_json::Map::new();
-        for (key, request) in input.input_requests {
+        for (key, request) in input.requests {
             let n = self.next_id.fetch_add(1, Ordering::Relaxed);
             let bridge_id = format!("\"switchboard-bridge-input-{n}\"");
             let (tx, rx) = oneshot::channel();
@@ -402,7 +380,7 @@ impl McpGateway {
             responses.insert(key, answer);
         }
         let responses = Value::Object(responses).to_string();
-        modern::retry_params(params, &responses, input.request_state.as_deref().map(RawValue::get))
+        modern::retry_params(params, &responses, input.state.as_deref().map(RawValue::get))
             .ok_or_else(|| GatewayError::Protocol("the request's params are not an object".into()))
     }
 

@@ -54,6 +54,42 @@ pub const RESULT_COMPLETE: &str = "complete";
 /// and retries with `inputResponses` and the `requestState`.
 pub const RESULT_INPUT_REQUIRED: &str = "input_required";
 
+/// Most input requests one `InputRequiredResult` may carry, as a client reads it.
+pub const MAX_INPUT_REQUESTS: usize = 64;
+
+/// An `InputRequiredResult` as a client reads it: the requests by key (in key order) and
+/// the `requestState`, raw, to be echoed byte for byte.
+#[derive(serde::Deserialize)]
+pub struct InputRequired {
+    #[serde(rename = "inputRequests", default)]
+    pub requests: std::collections::BTreeMap<String, InputAsk>,
+    #[serde(rename = "requestState", default)]
+    pub state: Option<Box<serde_json::value::RawValue>>,
+}
+
+/// One request of an [`InputRequired`]: a method of the legacy era's server-to-client
+/// requests (`sampling/createMessage`, `elicitation/create`, `roots/list`) and its params.
+#[derive(serde::Deserialize)]
+pub struct InputAsk {
+    pub method: String,
+    #[serde(default)]
+    pub params: Option<Box<serde_json::value::RawValue>>,
+}
+
+impl InputRequired {
+    /// Reads one from a result's text; the error says what is wrong, never a value.
+    pub fn parse(result: &str) -> Result<Self, String> {
+        let parsed: Self = serde_json::from_str(result)
+            .map_err(|e| format!("an InputRequiredResult that cannot be read: {e}"))?;
+        if parsed.requests.len() > MAX_INPUT_REQUESTS {
+            return Err(format!(
+                "an InputRequiredResult asking for more than {MAX_INPUT_REQUESTS} inputs at once"
+            ));
+        }
+        Ok(parsed)
+    }
+}
+
 /// The error codes the modern era adds (HTTP 400 on Streamable HTTP).
 pub mod code {
     /// A mirrored header is missing, malformed or disagrees with the body.

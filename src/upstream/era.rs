@@ -146,8 +146,6 @@ pub fn unknown_init() -> Box<RawValue> {
 
 /// Most rounds of `InputRequiredResult` a modern child may ask for one request.
 pub const MAX_INPUT_ROUNDS: usize = 8;
-/// Most input requests of one round.
-pub const MAX_INPUT_REQUESTS: usize = 64;
 
 /// Whether a result is an `InputRequiredResult` (absent `resultType`: complete).
 pub fn is_input_required(result: &RawValue) -> bool {
@@ -166,25 +164,12 @@ pub type InputRequests = (Vec<(String, String, Option<Box<RawValue>>)>, Option<B
 
 /// Reads an `InputRequiredResult`; `None` when it is malformed or asks too much.
 pub fn input_requests(result: &RawValue) -> Option<InputRequests> {
-    #[derive(serde::Deserialize)]
-    struct InputRequired {
-        #[serde(rename = "inputRequests", default)]
-        input_requests: std::collections::BTreeMap<String, InputRequest>,
-        #[serde(rename = "requestState", default)]
-        request_state: Option<Box<RawValue>>,
-    }
-    #[derive(serde::Deserialize)]
-    struct InputRequest {
-        method: String,
-        #[serde(default)]
-        params: Option<Box<RawValue>>,
-    }
-    let parsed: InputRequired = serde_json::from_str(result.get()).ok()?;
-    if parsed.input_requests.is_empty() || parsed.input_requests.len() > MAX_INPUT_REQUESTS {
+    let parsed = modern::InputRequired::parse(result.get()).ok()?;
+    if parsed.requests.is_empty() {
         return None;
     }
-    let requests = parsed.input_requests.into_iter().map(|(key, r)| (key, r.method, r.params)).collect();
-    Some((requests, parsed.request_state))
+    let requests = parsed.requests.into_iter().map(|(key, r)| (key, r.method, r.params)).collect();
+    Some((requests, parsed.state))
 }
 
 /// The params of the retry: the request's own, with `inputResponses` (key → raw result)

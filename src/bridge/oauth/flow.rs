@@ -215,7 +215,7 @@ pub(crate) fn token_request_parts(
     match (client.auth_method, secret) {
         (AuthMethod::ClientSecretBasic, Some(secret)) => {
             // RFC 6749 §2.3.1: both parts form-encoded before base64.
-            let encode = |s: &str| url_form_encode(s);
+            let encode = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
             let pair = format!("{}:{}", encode(&client.client_id), encode(secret));
             basic = Some(base64::engine::general_purpose::STANDARD.encode(pair));
         }
@@ -226,19 +226,6 @@ pub(crate) fn token_request_parts(
         _ => form.push(("client_id", client.client_id.clone())),
     }
     (form, basic)
-}
-
-/// `application/x-www-form-urlencoded` encoding of one value.
-fn url_form_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => out.push(char::from(b)),
-            b' ' => out.push('+'),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
 }
 
 /// POSTs a token request; the answer must carry a Bearer access token.

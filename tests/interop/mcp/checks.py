@@ -1,10 +1,15 @@
 """MCP client checks against switchboard's /mcp, run by tests/interop/mcp/run.sh.
 
-    checks.py demo URL REDIS_PORT MODE     official SDK (2.x: MODE auto|legacy; 1.x: MODE v1)
+    checks.py demo URL REDIS_PORT MODE     official SDK (2.x: MODE auto|legacy|2026-07-28; 1.x: MODE v1)
                                            against the demo server: initialize, tools/list,
                                            survey_summary, close (DELETE; session gone from Redis)
     checks.py everything URL ROUNDS REDIS  2.x against server-everything: echo, get-sum,
                                            progress, sampling (ROUNDS calls through nginx)
+    checks.py everything-modern URL URL_C URL_D ROUNDS REDIS
+                                           2.x pinned to 2026-07-28 against server-everything:
+                                           sampling as InputRequiredResult through nginx, then
+                                           the call on C and its retry on D; forged, foreign and
+                                           spent requestState refused
     checks.py sampling-cross URL_A URL_B   raw HTTP: tools/call on worker A, the client's
                                            sampling answer POSTed to worker B
     checks.py remote PROXY_JS URL          mcp-remote (stdio bridge) driven by the 2.x SDK:
@@ -29,6 +34,7 @@ AUTH = {"Authorization": "Bearer demo"}
 DEMO_TOOLS = {"echo", "list_surveys", "survey_summary", "segment_breakdown", "search_feedback"}
 SDK_VERSION = importlib.metadata.version("mcp")
 SDK_MAJOR = int(SDK_VERSION.split(".")[0])
+MODERN = "2026-07-28"
 
 failures = 0
 
@@ -127,7 +133,14 @@ async def demo(url: str, redis_port: str, mode: str) -> None:
         async with http:
             async with Client(streamable_http_client(url, http_client=http), mode=mode) as client:
                 init = client.session.initialize_result
-                if mode == "auto":
+                if mode == MODERN:
+                    # Pinned: no probe, no handshake; every request carries the version in _meta.
+                    report(
+                        init is None and client.protocol_version == MODERN,
+                        f"{tag}: no initialize, the modern era adopted",
+                        f"protocolVersion {client.protocol_version}",
+                    )
+                elif mode == "auto":
                     # The gateway serves the modern era (2026-07-28) too: auto lands there.
                     rpcs = [(e["rpc"], e["status"]) for e in wire.log if e["method"] == "POST"]
                     report(
@@ -149,7 +162,13 @@ async def demo(url: str, redis_port: str, mode: str) -> None:
                 res = await client.call_tool("survey_summary", {"survey": "product-nps-2025"})
                 nps = nps_of(res.structured_content, res.content)
                 report(not res.is_error and nps == 25.7, f"{tag}: tools/call survey_summary", f"nps {nps}")
-        if mode == "auto":
+        if mode in ("auto", MODERN):
+            rpcs = [(e["rpc"], e["status"]) for e in wire.log if e["method"] == "POST"]
+            report(
+                all(status == 200 for _, status in rpcs) and "initialize" not in [r for r, _ in rpcs],
+                f"{tag}: every request answered without a session",
+                f"{rpcs}",
+            )
             # Stateless: no session to close (the principal record lives out its idle TTL).
             print(f"   wire: {wire.summary()}")
             return
@@ -196,21 +215,50 @@ def text_of(res: Any) -> str:
     return " ".join(getattr(c, "text", "") for c in res.content if getattr(c, "type", "") == "text")
 
 
+def sampled_answer(text: str) -> Any:
+    """The stub model's answer to a sampling request."""
+    from mcp import types
+
+    return types.CreateMessageResult(
+        role="assistant", content=types.TextContent(type="text", text=text), model="interop-stub",
+        stop_reason="endTurn",
+    )
+
+
+def sampler(text: str, sampled: list[str]) -> Any:
+    """A sampling_callback that records each prompt and answers `text`."""
+
+    async def sampling_callback(context: Any, params: Any) -> Any:
+        sampled.append(params.messages[0].content.text)
+        return sampled_answer(text)
+
+    return sampling_callback
+
+
+async def sampling_rounds(client: Any, rounds: int, sampled: list[str], want: str) -> int:
+    """Calls trigger-sampling-request `rounds` times; how many came back with `want` sampled."""
+    ok = 0
+    for i in range(rounds):
+        sampled.clear()
+        try:
+            res = await client.call_tool("trigger-sampling-request", {"prompt": f"round {i}", "maxTokens": 16})
+            txt = text_of(res)
+            if not res.is_error and want in txt and sampled:
+                ok += 1
+            else:
+                print(f"   sampling round {i}: is_error={res.is_error} sampled={sampled} result={txt[:300]!r}")
+        except Exception as e:  # noqa: BLE001
+            print(f"   sampling round {i}: {type(e).__name__}: {e}")
+    return ok
+
+
 async def everything(url: str, rounds: int, redis_port: str) -> None:
     from mcp import Client, types
     from mcp.client.streamable_http import streamable_http_client
     from mcp.shared._httpx_utils import create_mcp_http_client
 
     sampled: list[str] = []
-
-    async def sampling_callback(context: Any, params: Any) -> Any:
-        sampled.append(params.messages[0].content.text)
-        return types.CreateMessageResult(
-            role="assistant",
-            content=types.TextContent(type="text", text="sampled-by-interop-client"),
-            model="interop-stub",
-            stop_reason="endTurn",
-        )
+    sampling_callback = sampler("sampled-by-interop-client", sampled)
 
     wire = Wire()
     http = create_mcp_http_client(headers=AUTH)
@@ -252,22 +300,114 @@ async def everything(url: str, rounds: int, redis_port: str) -> None:
                 f"progress {progress}; result {text_of(res)!r}",
             )
 
-            ok = 0
             published = publishes(redis_port)
-            for i in range(rounds):
-                sampled.clear()
-                try:
-                    res = await client.call_tool("trigger-sampling-request", {"prompt": f"round {i}", "maxTokens": 16})
-                    txt = text_of(res)
-                    if not res.is_error and "sampled-by-interop-client" in txt and sampled:
-                        ok += 1
-                    else:
-                        print(f"   sampling round {i}: is_error={res.is_error} sampled={sampled} result={txt[:300]!r}")
-                except Exception as e:  # noqa: BLE001
-                    print(f"   sampling round {i}: {type(e).__name__}: {e}")
+            ok = await sampling_rounds(client, rounds, sampled, "sampled-by-interop-client")
             report(ok == rounds, f"{tag}: trigger-sampling-request through nginx (sampling_callback answers)", f"{ok}/{rounds} calls succeeded; {publishes(redis_port) - published} of the {rounds} answers "
                 "were routed to the other worker through Redis PUBLISH")
     print(f"   wire: {wire.summary()}")
+
+
+# --- server-everything to a modern (2026-07-28) client ---------------------------
+
+
+async def everything_modern(url: str, url_c: str, url_d: str, rounds: int, redis_port: str) -> None:
+    """The Python SDK pinned to 2026-07-28: server-everything (a legacy TS-SDK server behind the
+    gateway) asks for sampling mid-call; the client gets an InputRequiredResult and its retry,
+    carrying the answer and the signed requestState, lands on the other worker."""
+    from mcp import Client, MCPError, types
+    from mcp.client.streamable_http import streamable_http_client
+    from mcp.shared._httpx_utils import create_mcp_http_client
+
+    sampled: list[str] = []
+    sampling_callback = sampler("sampled-by-modern-client", sampled)
+
+    def connect(target: str, token: str = "demo") -> tuple[Any, Any, Wire]:
+        wire = Wire()
+        http = create_mcp_http_client(headers={"Authorization": f"Bearer {token}"})
+        http.event_hooks = wire.hooks()
+        client = Client(
+            streamable_http_client(target, http_client=http), mode=MODERN, sampling_callback=sampling_callback,
+            read_timeout_seconds=60,
+        )
+        return http, client, wire
+
+    tag = f"everything (mcp {SDK_VERSION} {MODERN})"
+    # 1. Through nginx: the SDK answers each InputRequiredResult with its callback and retries.
+    http, client, wire = connect(url)
+    async with http, client:
+        report(
+            client.session.initialize_result is None and client.protocol_version == MODERN,
+            f"{tag}: no initialize, the modern era adopted",
+            f"protocolVersion {client.protocol_version}",
+        )
+        tools = await client.list_tools()
+        names = [t.name for t in tools.tools]
+        res = await client.call_tool("echo", {"message": "modern"})
+        report(text_of(res) == "Echo: modern" and not res.is_error, f"{tag}: echo", repr(text_of(res)))
+        published = publishes(redis_port)
+        ok = await sampling_rounds(client, rounds, sampled, "sampled-by-modern-client")
+        rpcs = [e["rpc"] for e in wire.log if e["method"] == "POST"]
+        report(
+            ok == rounds,
+            f"{tag}: trigger-sampling-request through nginx (InputRequiredResult, answered and retried)",
+            f"{ok}/{rounds} calls succeeded; {publishes(redis_port) - published} Redis PUBLISHes carried the "
+            f"retries to the child waiting on the other worker and back; {len(names)} tools listed; {len(rpcs)} POSTs",
+        )
+    print(f"   wire: {wire.summary()}")
+
+    # 2. Deterministically: the call on worker C, the retry on worker D; forged and foreign
+    # states refused there first.
+    http_c, on_c, _ = connect(url_c)
+    http_d, on_d, _ = connect(url_d)
+    http_o, other, _ = connect(url_d, "other")
+    async with http_c, on_c, http_d, on_d, http_o, other:
+        for c in (on_c, on_d, other):
+            await c.list_tools()
+        args = {"prompt": "cross", "maxTokens": 8}
+        first = await on_c.session.call_tool("trigger-sampling-request", args, allow_input_required=True)
+        if not isinstance(first, types.InputRequiredResult):
+            report(False, f"{tag}: InputRequiredResult on worker C", repr(first)[:300])
+            return
+        keys = list(first.input_requests or {})
+        methods = [getattr(r, "method", None) for r in (first.input_requests or {}).values()]
+        state = first.request_state or ""
+        report(
+            methods == ["sampling/createMessage"] and bool(state),
+            f"{tag}: worker C answers tools/call with an InputRequiredResult",
+            f"inputRequests {dict(zip(keys, methods))}; requestState {len(state)} chars",
+        )
+        answers = {k: sampled_answer("answered-on-worker-d") for k in keys}
+
+        async def refused(client: Any, state: str) -> str:
+            try:
+                res = await client.session.call_tool(
+                    "trigger-sampling-request", args, input_responses=answers, request_state=state,
+                    allow_input_required=True,
+                )
+            except MCPError as e:
+                return f"refused: {e}"
+            return f"ACCEPTED: {repr(res)[:200]}"
+
+        forged = state[:-4] + ("AAAA" if not state.endswith("AAAA") else "BBBB")
+        why = await refused(on_d, forged)
+        report(why.startswith("refused"), f"{tag}: a forged requestState is refused on worker D", why[:200])
+        why = await refused(other, state)
+        report(
+            why.startswith("refused"),
+            f"{tag}: another principal's retry with the real requestState is refused",
+            why[:200],
+        )
+        done = await on_d.session.call_tool(
+            "trigger-sampling-request", args, input_responses=answers, request_state=state, allow_input_required=True,
+        )
+        text = text_of(done) if isinstance(done, types.CallToolResult) else repr(done)[:300]
+        report(
+            isinstance(done, types.CallToolResult) and not done.is_error and "answered-on-worker-d" in text,
+            f"{tag}: the retry on worker D reaches the child waiting on worker C",
+            repr(text[:200]),
+        )
+        why = await refused(on_d, state)
+        report(why.startswith("refused"), f"{tag}: a spent requestState does not run twice", why[:200])
 
 
 # --- sampling answer on the other worker, deterministically -----------------------
@@ -365,6 +505,8 @@ def main() -> int:
             asyncio.run(demo(args[0], args[1], args[2]))
         elif cmd == "everything":
             asyncio.run(everything(args[0], int(args[1]), args[2]))
+        elif cmd == "everything-modern":
+            asyncio.run(everything_modern(args[0], args[1], args[2], int(args[3]), args[4]))
         elif cmd == "sampling-cross":
             sampling_cross(args[0], args[1])
         elif cmd == "remote":

@@ -10,16 +10,20 @@
 #
 # Checks (one PASS/FAIL line each; exit status non-zero on any FAIL):
 #   1. the official Python SDK `mcp` 2.x (target/interop/venv) in auto mode (probes
-#      server/discover, falls back to initialize) and in legacy mode: initialize,
-#      tools/list (the demo's 5 tools), survey_summary (structured nps 25.7), close
-#      (DELETE; the session's switchboard:{*} keys are gone from Redis);
+#      server/discover and lands in the modern era), pinned to 2026-07-28 (no probe, no
+#      handshake) and in legacy mode: tools/list (the demo's 5 tools), survey_summary
+#      (structured nps 25.7); in legacy mode initialize and close (DELETE; the session's
+#      switchboard:{*} keys are gone from Redis);
 #   2. the same with `mcp` 1.x (`streamablehttp_client`; target/interop/venv1, created
 #      with mcp==1.30.0 when missing);
 #   3. server-everything through /mcp with the 2.x SDK: echo, get-sum, and
 #      trigger-long-running-operation's progress notifications reaching the client;
 #   4. sampling: trigger-sampling-request answered by the SDK's sampling_callback
 #      through nginx round-robin, and deterministically with raw HTTP (the call on
-#      worker c, the client's answer POSTed to worker d, routed through Redis);
+#      worker c, the client's answer POSTed to worker d, routed through Redis); and the
+#      2.x SDK pinned to 2026-07-28: the same sampling as an InputRequiredResult answered
+#      by the callback through nginx, then the call on worker c and its retry on worker
+#      d, with a forged requestState, another principal's and a spent one refused;
 #   5. mcp-remote (installed into target/interop/npm when missing) as a stdio bridge,
 #      driven by the 2.x SDK: tools/list (and an echo) through /mcp;
 #   6. figures, not assertions: p50 of tools/call `echo` through /mcp vs POST
@@ -107,9 +111,11 @@ start_redis "$REDIS_PORT" || { status=1; exit 1; }
 # Without SWITCHBOARD_MCP_COMMAND a worker fronts the built-in demo server.
 start_worker worker-a "$A_PORT" "$REDIS_PORT" "$SECRET_KEY" SWITCHBOARD_AUTH_STATIC_TOKENS=demo
 start_worker worker-b "$B_PORT" "$REDIS_PORT" "$SECRET_KEY" SWITCHBOARD_AUTH_STATIC_TOKENS=demo
-start_worker worker-c "$C_PORT" "$REDIS_PORT" "$SECRET_KEY" SWITCHBOARD_AUTH_STATIC_TOKENS=demo \
+# Two tokens on the server-everything pair: "other" is the second principal whose retry of
+# demo's requestState must be refused.
+start_worker worker-c "$C_PORT" "$REDIS_PORT" "$SECRET_KEY" SWITCHBOARD_AUTH_STATIC_TOKENS=demo,other \
     SWITCHBOARD_MCP_COMMAND="$EVERYTHING_COMMAND"
-start_worker worker-d "$D_PORT" "$REDIS_PORT" "$SECRET_KEY" SWITCHBOARD_AUTH_STATIC_TOKENS=demo \
+start_worker worker-d "$D_PORT" "$REDIS_PORT" "$SECRET_KEY" SWITCHBOARD_AUTH_STATIC_TOKENS=demo,other \
     SWITCHBOARD_MCP_COMMAND="$EVERYTHING_COMMAND"
 for w in "worker-a $A_PORT" "worker-b $B_PORT" "worker-c $C_PORT" "worker-d $D_PORT"; do
     # shellcheck disable=SC2086
@@ -142,6 +148,7 @@ py() {
 # --- 1, 2: the official Python SDK against the demo server -----------------------
 
 py "$VENV" demo "$DEMO_URL" "$REDIS_PORT" auto
+py "$VENV" demo "$DEMO_URL" "$REDIS_PORT" 2026-07-28
 py "$VENV" demo "$DEMO_URL" "$REDIS_PORT" legacy
 py "$VENV1" demo "$DEMO_URL" "$REDIS_PORT" v1
 
@@ -149,6 +156,8 @@ py "$VENV1" demo "$DEMO_URL" "$REDIS_PORT" v1
 
 py "$VENV" everything "$EVERYTHING_URL" "$SAMPLING_ROUNDS" "$REDIS_PORT"
 py "$VENV" sampling-cross "http://127.0.0.1:$C_PORT/mcp" "http://127.0.0.1:$D_PORT/mcp"
+py "$VENV" everything-modern "$EVERYTHING_URL" "http://127.0.0.1:$C_PORT/mcp" "http://127.0.0.1:$D_PORT/mcp" \
+    "$SAMPLING_ROUNDS" "$REDIS_PORT"
 
 # --- 5: mcp-remote ------------------------------------------------------------------
 
