@@ -13,34 +13,21 @@
 # client's requests/s alone and during the flood.
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-SB=${SWITCHBOARD_BIN:-$ROOT/target/release/switchboard}
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
 BIG=${ABUSE_BIG:-300}
 SMALL=${ABUSE_SMALL:-5000}
 SECS=${ABUSE_SECS:-10}
 CONC=${ABUSE_CONCURRENCY:-16}
-TMP=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-REDIS_PORT=$(free_port)
-PORT=$(free_port)
-
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$TMP" >/dev/null 2>&1 &
-PIDS+=($!)
-for _ in $(seq 100); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+REDIS_PORT=$(port)
+PORT=$(port)
+start_redis "$REDIS_PORT"
 
 env -i PATH="$PATH" HOME="${HOME:-/root}" RUST_LOG=warn \
     SWITCHBOARD_LISTEN="127.0.0.1:$PORT" SWITCHBOARD_REDIS_URL="redis://127.0.0.1:$REDIS_PORT" \
     SWITCHBOARD_SECRET_KEY="$(head -c32 /dev/urandom | base64)" SWITCHBOARD_AUTH_STATIC_TOKENS=flood,victim \
     "$SB" serve >"$TMP/worker.log" 2>&1 </dev/null &
-PIDS+=($!)
+pids+=($!)
 for _ in $(seq 300); do curl -fs "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 
 python3 - "$PORT" "$REDIS_PORT" "$BIG" "$SMALL" "$SECS" "$CONC" <<'PY'

@@ -12,19 +12,12 @@
 # Prints a markdown table (p50/p90 of each round, and the median p50 of all rounds).
 # Loopback only; everything started here is stopped by pid.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-ROOT=$PWD
-SB=${SWITCHBOARD_BIN:-$ROOT/target/release/switchboard}
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
 TIME_SERVER=${TIME_SERVER:-${INTEROP_DIR:-$ROOT/target/interop}/venv/bin/mcp-server-time}
 ROUNDS=${MODERN_ROUNDS:-3}
 DURATION=${MODERN_DURATION:-10s}
 [[ -x $SB && -x $TIME_SERVER ]] || { echo "need $SB and $TIME_SERVER" >&2; exit 1; }
-TMP=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$TMP"; }
-trap cleanup EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 300); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 
 declare -A ports
 for era in legacy modern; do

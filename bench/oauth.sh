@@ -13,24 +13,17 @@
 # Prints one line per run and the medians; loopback only; everything started here is
 # stopped by pid.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-ROOT=$PWD
-SB=${SWITCHBOARD_BIN:-$ROOT/target/release/switchboard}
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
 PY=${INTEROP_PYTHON:-${INTEROP_DIR:-$ROOT/target/interop}/venv/bin/python}
 CALLS=${OAUTH_CALLS:-3000}
 ROUNDS=${OAUTH_ROUNDS:-3}
 CONCURRENCY=${OAUTH_CONCURRENCY:-1}
 [[ -x $SB && -x $PY ]] || { echo "needs $SB (cargo build --release) and $PY (scripts/test.sh installs it)" >&2; exit 1; }
-TMP=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$TMP"; }
-trap cleanup EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 300); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 
 redis=$(port) issuer=$(port) static=$(port) oauth=$(port)
-redis-server --port "$redis" --bind 127.0.0.1 --save '' --appendonly no >/dev/null 2>&1 &
-pids+=($!)
+start_redis "$redis"
 # The issuer: RFC 8414 metadata and a JWK Set on loopback; mints one token on stdout.
 "$PY" - "$issuer" "http://127.0.0.1:$oauth/mcp" >"$TMP/token" 2>"$TMP/issuer.log" <<'EOF' &
 import base64, http.server, json, sys, time

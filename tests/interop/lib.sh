@@ -1,7 +1,7 @@
 # shellcheck shell=bash disable=SC2154 # root, STACK, SB, PY, started_at, status: the caller sets them
 # Shell helpers for the scripts that start a private stack (sourced, not run):
-# tests/interop/conformance/run.sh, tests/interop/mcp/run.sh,
-# tests/interop/bridge/stack.sh and bench/scale.sh. A private redis-server, workers
+# tests/interop/conformance/run.sh, tests/interop/mcp/run.sh, tests/interop/oauth/run.sh,
+# tests/interop/upgrade/run.sh, tests/interop/bridge/stack.sh and bench/scale.sh. A private redis-server, workers
 # from a private copy of the binary, nginx from deploy/nginx.conf: every process on
 # free 127.0.0.1 ports, recorded in `pids` and stopped by pid.
 #
@@ -33,6 +33,32 @@ for _ in range(int(sys.argv[1])):
     s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
 print(" ".join(str(s.getsockname()[1]) for s in socks))
 EOF
+}
+
+# npm_pin DIR PACKAGE VERSION: PACKAGE@VERSION installed into DIR/node_modules unless that
+# version is there already (DIR gets a private package.json); a FAIL line if it cannot be.
+npm_pin() {
+    local dir=$1 pkg=$2 version=$3 manifest=$1/node_modules/$2/package.json
+    grep -q "\"version\": *\"$version\"" "$manifest" 2>/dev/null && return 0
+    echo "installing $pkg@$version into $dir"
+    mkdir -p "$dir" &&
+        (cd "$dir" &&
+            { [ -f package.json ] || echo "{\"name\":\"switchboard-$(basename "$dir")\",\"private\":true}" >package.json; } &&
+            npm install --no-audit --no-fund --loglevel=error "$pkg@$version" >/dev/null </dev/null) &&
+        grep -q "\"version\": *\"$version\"" "$manifest" ||
+        { echo "FAIL installing $pkg@$version into $dir" >&2; return 1; }
+}
+
+# new_stack NAME [DIR...]: STACK, a fresh run folder NAME.XXXXXX under RUNS_DIR (default
+# $INTEROP_DIR/runs) with bin/, logs/ and each DIR; SB, a private copy of $SWITCHBOARD_BIN in
+# it: every worker of the run then has /proc/PID/exe == $SB, which is how the leftover check
+# tells ours apart from other such processes on the machine.
+new_stack() {
+    local name=$1 runs=${RUNS_DIR:-$INTEROP_DIR/runs} d
+    shift
+    mkdir -p "$runs" && STACK=$(mktemp -d "$runs/$name.XXXXXX") && mkdir -p "$STACK/bin" "$STACK/logs" || return 1
+    for d in "$@"; do mkdir -p "$STACK/$d" || return 1; done
+    cp "$SWITCHBOARD_BIN" "$STACK/bin/switchboard" && SB=$STACK/bin/switchboard
 }
 
 http_get() { # URL: body on stdout; fails unless 2xx

@@ -43,36 +43,19 @@ done
 command -v redis-server >/dev/null && command -v redis-cli >/dev/null ||
     { echo "redis-server/redis-cli not installed" >&2; exit 1; }
 
-# The pre-release suite, in its own folder (scripts/test.sh installs only 0.1.16).
-alpha_installed() {
-    [ -e "$CONFORMANCE_ALPHA" ] &&
-        grep -q "\"version\": *\"$ALPHA_VERSION\"" "$(dirname "$CONFORMANCE_ALPHA")/../package.json" 2>/dev/null
-}
-if [ "$CONFORMANCE_ALPHA" = "$ALPHA_DIR/node_modules/@modelcontextprotocol/conformance/dist/index.js" ] &&
-    ! alpha_installed; then
-    echo "installing @modelcontextprotocol/conformance@$ALPHA_VERSION into $ALPHA_DIR"
-    mkdir -p "$ALPHA_DIR" &&
-        (cd "$ALPHA_DIR" &&
-            { [ -f package.json ] || echo '{"name":"switchboard-interop-alpha","private":true}' >package.json; } &&
-            npm install --no-audit --no-fund --loglevel=error "@modelcontextprotocol/conformance@$ALPHA_VERSION" \
-                >/dev/null </dev/null) &&
-        alpha_installed || { echo "FAIL installing the conformance suite $ALPHA_VERSION" >&2; exit 1; }
-fi
-
-mkdir -p "$INTEROP_DIR/runs"
-STACK=$(mktemp -d "$INTEROP_DIR/runs/conformance.XXXXXX")
-mkdir -p "$STACK/bin" "$STACK/logs" "$STACK/nginx"
-# Private copies of the binaries: every process of this run (workers and the
-# fixtures they spawn) then has /proc/PID/exe == $SB or $FIXTURE, which is how the
-# leftover check tells ours apart from other such processes on the machine (the
-# workers clear the environment of their children, so no marker survives there).
-cp "$SWITCHBOARD_BIN" "$STACK/bin/switchboard"
-cp "$SWITCHBOARD_FIXTURE_BIN" "$STACK/bin/conformance-fixture"
-SB=$STACK/bin/switchboard
-FIXTURE=$STACK/bin/conformance-fixture
-
 # shellcheck source=SCRIPTDIR/../lib.sh
 source "$here/../lib.sh"
+
+# The pre-release suite, in its own folder (scripts/test.sh installs only 0.1.16).
+if [ "$CONFORMANCE_ALPHA" = "$ALPHA_DIR/node_modules/@modelcontextprotocol/conformance/dist/index.js" ]; then
+    npm_pin "$ALPHA_DIR" @modelcontextprotocol/conformance "$ALPHA_VERSION" || exit 1
+fi
+
+new_stack conformance nginx || exit 1
+# A private copy of the fixture too: the workers clear the environment of their children,
+# so /proc/PID/exe is the only marker the fixtures they spawn carry.
+cp "$SWITCHBOARD_FIXTURE_BIN" "$STACK/bin/conformance-fixture"
+FIXTURE=$STACK/bin/conformance-fixture
 
 status=0
 cleanup() {

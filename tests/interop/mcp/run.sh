@@ -59,6 +59,9 @@ for c in redis-server redis-cli node npm; do
     command -v "$c" >/dev/null || { echo "$c not installed" >&2; exit 1; }
 done
 
+# shellcheck source=SCRIPTDIR/../lib.sh
+source "$here/../lib.sh"
+
 # --- installs this test adds to scripts/test.sh's -------------------------------------
 
 if [ "$(cat "$VENV1/.installed" 2>/dev/null)" != "mcp==$MCP1_VERSION" ] || [ ! -x "$VENV1/bin/python" ]; then
@@ -69,25 +72,12 @@ if [ "$(cat "$VENV1/.installed" 2>/dev/null)" != "mcp==$MCP1_VERSION" ] || [ ! -
         echo "mcp==$MCP1_VERSION" >"$VENV1/.installed" ||
         { echo "FAIL installing mcp==$MCP1_VERSION into $VENV1" >&2; exit 1; }
 fi
-if ! grep -q "\"version\": *\"$MCP_REMOTE_VERSION\"" "$NPM_DIR/node_modules/mcp-remote/package.json" 2>/dev/null; then
-    echo "installing mcp-remote@$MCP_REMOTE_VERSION into $NPM_DIR"
-    (cd "$NPM_DIR" && npm install --no-audit --no-fund --loglevel=error "mcp-remote@$MCP_REMOTE_VERSION" >/dev/null </dev/null) ||
-        { echo "FAIL installing mcp-remote@$MCP_REMOTE_VERSION" >&2; exit 1; }
-fi
+npm_pin "$NPM_DIR" mcp-remote "$MCP_REMOTE_VERSION" || exit 1
 
-mkdir -p "$INTEROP_DIR/runs"
-STACK=$(mktemp -d "$INTEROP_DIR/runs/mcp.XXXXXX")
-mkdir -p "$STACK/bin" "$STACK/logs" "$STACK/mcp-auth"
-# A private copy of the binary: every worker and demo-server of this run then has
-# /proc/PID/exe == $SB, which is how the leftover check tells ours apart.
-cp "$SWITCHBOARD_BIN" "$STACK/bin/switchboard"
-SB=$STACK/bin/switchboard
+new_stack mcp mcp-auth || exit 1
 # server-everything children carry $STACK as an extra argument (index.js only reads
 # the first one, "stdio"): the leftover check's marker for them.
 EVERYTHING_COMMAND="node $EVERYTHING_JS stdio $STACK"
-
-# shellcheck source=SCRIPTDIR/../lib.sh
-source "$here/../lib.sh"
 
 status=0
 fail() { echo "FAIL $*"; status=1; }

@@ -52,28 +52,18 @@ done
 NODE=$NODE22
 [ -x "$NODE" ] || NODE=$(command -v node)
 
+# shellcheck source=SCRIPTDIR/../lib.sh
+source "$here/../lib.sh"
+
 # --- installs this test adds to scripts/test.sh's -------------------------------------
 
-if ! grep -q "\"version\": *\"$OIDC_VERSION\"" "$OIDC_DIR/node_modules/oidc-provider/package.json" 2>/dev/null; then
-    echo "installing oidc-provider@$OIDC_VERSION into $OIDC_DIR"
-    mkdir -p "$OIDC_DIR"
-    (cd "$OIDC_DIR" && { [ -f package.json ] || echo '{"name":"switchboard-oidc","private":true}' >package.json; } &&
-        npm install --no-audit --no-fund --loglevel=error "oidc-provider@$OIDC_VERSION" >/dev/null </dev/null) ||
-        { echo "FAIL installing oidc-provider@$OIDC_VERSION" >&2; exit 1; }
-fi
+npm_pin "$OIDC_DIR" oidc-provider "$OIDC_VERSION" || exit 1
 
-mkdir -p "$RUNS_DIR"
-STACK=$(mktemp -d "$RUNS_DIR/oauth.XXXXXX")
-mkdir -p "$STACK/bin" "$STACK/logs" "$STACK/op"
-cp "$SWITCHBOARD_BIN" "$STACK/bin/switchboard"
-SB=$STACK/bin/switchboard
+new_stack oauth op || exit 1
 # The provider runs from $STACK/op (its node_modules: the install above), with $STACK in
 # its command line: the leftover check's marker.
 cp "$here/provider.mjs" "$STACK/op/provider.mjs"
 ln -s "$OIDC_DIR/node_modules" "$STACK/op/node_modules"
-
-# shellcheck source=SCRIPTDIR/../lib.sh
-source "$here/../lib.sh"
 
 status=0
 fail() { echo "FAIL $*"; status=1; }
