@@ -289,9 +289,14 @@ impl Gateway {
             bound => return bound,
         }
         let credentials = credentials_of(token);
-        // Two first requests at once may both create it: the later write wins, both empty.
-        self.create_session_as(id.clone(), &credentials, client, Some(modern::VERSION.to_string())).await?;
-        self.bind_for(id.as_str(), presented, operation).await
+        let created =
+            self.create_session_as(id.clone(), &credentials, client, Some(modern::VERSION.to_string())).await;
+        match self.bind_for(id.as_str(), presented, operation).await {
+            // Two first requests at once (on any workers): one creates the record, the other's
+            // creation meets it and fails, and that request is served from the record too.
+            Err(GatewayError::SessionNotFound) => Err(created.err().unwrap_or(GatewayError::SessionNotFound)),
+            bound => bound,
+        }
     }
 
     /// The `server/discover` result: the fleet's merged capabilities as the legacy

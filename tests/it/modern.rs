@@ -317,6 +317,32 @@ async fn the_principal_record_is_a_session_with_its_idle_ttl_quota_log_and_rate(
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_principal_s_first_requests_at_once_on_two_workers_all_succeed_on_one_record() {
+    // A client that opens with several requests in parallel: whichever creates the principal
+    // record first, the others find it and are served; none gets an error for the race.
+    let redis = Redis::start();
+    let command = fixture_command();
+    let env = [("SWITCHBOARD_MCP_COMMAND", command.as_str()), ("SWITCHBOARD_AUTH_STATIC_TOKENS", "demo")];
+    let workers = [Worker::with_redis(&redis, &env), Worker::with_redis(&redis, &env)];
+    let client = http();
+    let answers: Vec<(u16, String)> =
+        futures_util::future::join_all((0..16).map(|n| {
+            let (client, url) = (&client, workers[n % 2].url("/mcp"));
+            async move {
+                modern(client, &url, "demo", n as i64 + 1, "tools/list", with_meta(json!({})), &[]).await
+            }
+        }))
+        .await;
+    for (n, (status, body)) in answers.iter().enumerate() {
+        assert_eq!(*status, 200, "request {n}: {body}");
+        assert!(answer(body, n as i64 + 1)["result"]["tools"].is_array(), "request {n}: {body}");
+    }
+    let records: Vec<String> =
+        redis.keys().into_iter().filter(|k| k.starts_with("switchboard:{") && k.ends_with('}')).collect();
+    assert_eq!(records.len(), 1, "one record for the principal: {records:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn input_required_is_continued_on_another_worker_and_foreign_or_forged_state_is_refused() {
     let redis = Redis::start();
     let command = fixture_command();
